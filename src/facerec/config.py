@@ -1,0 +1,246 @@
+"""The one typed configuration of a training run.
+
+A config is a tree of dataclasses. YAML files and `--set a.b=value` overrides are merged
+into it strictly: unknown keys and values of the wrong type are errors that name the key.
+Component options (backbone, head, loss parameters) are free-form dicts checked against the
+registered constructor's signature when the component is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from facerec.errors import ConfigError
+from facerec.registry import suggest
+
+BUNDLED_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class SyntheticConfig:
+    identities: int = 400
+    images_per_identity: int = 12
+    seed: int = 0
+    difficulty: float = 1.0
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True
+    lowres_prob: float = 0.0
+    lowres_min_size: int = 16
+    color_jitter: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    source: str = "synthetic"  # synthetic | folder | list
+    root: str | None = None  # identity-folder root, or base directory of a list file
+    list_file: str | None = None
+    image_size: int = 112
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    val_identities: int = 0  # identities held out (by identity) for verification
+    min_images_per_identity: int = 1
+    batch_size: int = 64
+    sampler: str = "random"  # random | pk
+    images_per_identity_in_batch: int = 4  # K of a PK batch
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "iresnet50"
+    embedding_size: int = 512
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    name: str = "arcface"
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    head_lr_scale: float = 1.0
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cosine"  # cosine | poly | constant | step
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    power: float = 2.0
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    max_steps: int = 0  # 0: epochs decide
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    grad_clip: float = 0.0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 20
+    eval_every: int = 0  # steps; 0: only at the end
+    output_dir: str = "runs/default"
+    init_from: str | None = None  # checkpoint whose weights start this run (fine-tuning)
+    init_head: bool = True
+    freeze: list[str] = field(default_factory=list)  # parameter-name patterns
+    unfreeze: list[str] = field(default_factory=list)  # exceptions to `freeze`
+    max_bad_steps: int = 10
+    threads: int = 0  # torch CPU threads; 0: torch default
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    head: LossConfig = field(default_factory=LossConfig)
+    aux_losses: list[LossConfig] = field(default_factory=list)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def dump(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    return _build(Config, data, "")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{where or 'config'}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise ConfigError(
+                f"unknown config key '{path}'. Valid keys here: {', '.join(names)}."
+                + suggest(key, names)
+            )
+        kwargs[key] = _coerce(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"'{path}' must be a list, got {value!r}")
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        items = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(items):
+            raise ConfigError(f"'{path}' must be a list of {len(items)} values, got {value!r}")
+        return tuple(_coerce(t, v, path) for t, v in zip(items, value, strict=True))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{path}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"'{path}' must be true or false, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"'{path}' must be an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"'{path}' must be of type {tp.__name__}, got {value!r}")
+    return value
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path to a YAML file, or the name of a bundled config (e.g. 'quickstart')."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = BUNDLED_DIR / f"{name_or_path}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
+    raise ConfigError(
+        f"config '{name_or_path}' is neither a file nor a bundled config "
+        f"({', '.join(names)})." + suggest(name_or_path, names)
+    )
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` strings (value parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. train.epochs=3)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw else None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{key}': '{part}' is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
+    data: dict[str, Any] = {}
+    if name_or_path is not None:
+        path = resolve_config_path(name_or_path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        data = loaded or {}
+    return from_dict(apply_overrides(data, overrides or []))

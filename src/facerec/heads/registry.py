@@ -1,0 +1,5 @@
+from torch import nn
+
+from facerec.registry import Registry
+
+LOSSES: Registry[nn.Module] = Registry("head/loss")

@@ -1,0 +1,21 @@
+"""Embedding backbones, selected by name from `BACKBONES`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from facerec.models import iresnet, lowres, mobilefacenet  # noqa: F401  (registers)
+from facerec.models.registry import BACKBONES
+
+
+def build_backbone(
+    name: str, embedding_size: int, image_size: int, options: dict[str, Any] | None = None
+) -> nn.Module:
+    return BACKBONES.build(
+        name, embedding_size=embedding_size, input_size=image_size, **(options or {})
+    )
+
+
+__all__ = ["BACKBONES", "build_backbone"]

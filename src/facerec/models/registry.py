@@ -1,0 +1,5 @@
+from torch import nn
+
+from facerec.registry import Registry
+
+BACKBONES: Registry[nn.Module] = Registry("backbone")
