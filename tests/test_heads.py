@@ -118,9 +118,7 @@ def test_angular_margin_heads_match_reference(name, near_pi):
     head = build_loss(name, D, C, options)
 
     def ref(xa, wa):
-        return ref_margin_loss(
-            xa, wa, y, options["scale"], lambda c, i: a_softmax_psi(clipped_acos(c), m1, m2, m3)
-        )
+        return ref_margin_loss(xa, wa, y, options["scale"], lambda c, i: a_softmax_psi(clipped_acos(c), m1, m2, m3))
 
     check_against_reference(head, x, w, y, ref)
 
@@ -141,7 +139,10 @@ def test_sphereface_annealing_matches_reference():
 
     def ref(xa, wa):
         return ref_margin_loss(
-            xa, wa, y, 16.0,
+            xa,
+            wa,
+            y,
+            16.0,
             lambda c, i: (lam * c + a_softmax_psi(clipped_acos(c), 4.0, 0, 0)) / (1 + lam),
         )
 
@@ -216,9 +217,7 @@ def test_curricularface_matches_reference():
     def target(c, i):
         return a_softmax_psi(clipped_acos(c), 1.0, 0.5, 0.0)
 
-    check_against_reference(
-        head, x, w, y, lambda xa, wa: ref_margin_loss(xa, wa, y, 16.0, target, negative)
-    )
+    check_against_reference(head, x, w, y, lambda xa, wa: ref_margin_loss(xa, wa, y, 16.0, target, negative))
     assert float(head.t) == pytest.approx(t)
 
 

@@ -151,8 +151,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         path = f"{where}.{key}" if where else key
         if key not in names:
             raise ConfigError(
-                f"unknown config key '{path}'. Valid keys here: {', '.join(names)}."
-                + suggest(key, names)
+                f"unknown config key '{path}'. Valid keys here: {', '.join(names)}." + suggest(key, names)
             )
         kwargs[key] = _coerce(hints[key], value, path)
     return cls(**kwargs)
@@ -193,6 +192,11 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"'{path}' must be true or false, got {value!r}")
     if tp is int and isinstance(value, bool):

@@ -40,8 +40,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> Callable[..., T]:
         if name not in self._entries:
             raise ConfigError(
-                f"unknown {self.kind} '{name}'. Available: {', '.join(self.names())}."
-                + suggest(name, self.names())
+                f"unknown {self.kind} '{name}'. Available: {', '.join(self.names())}." + suggest(name, self.names())
             )
         return self._entries[name]
 
@@ -62,7 +61,4 @@ def check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], what: str) -> N
     valid = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
     for key in kwargs:
         if key not in valid:
-            raise ConfigError(
-                f"{what} has no option '{key}'. Valid options: {', '.join(valid)}."
-                + suggest(key, valid)
-            )
+            raise ConfigError(f"{what} has no option '{key}'. Valid options: {', '.join(valid)}." + suggest(key, valid))

@@ -14,9 +14,7 @@ from facerec.heads.registry import LOSSES
 PAIRWISE_LOSSES = frozenset({"contrastive", "triplet"})
 
 
-def build_loss(
-    name: str, embedding_size: int, num_classes: int, options: dict[str, Any] | None = None
-) -> nn.Module:
+def build_loss(name: str, embedding_size: int, num_classes: int, options: dict[str, Any] | None = None) -> nn.Module:
     """Build a head/loss, passing the embedding size and class count to those that take them."""
     fn = LOSSES.get(name)
     params = inspect.signature(fn).parameters

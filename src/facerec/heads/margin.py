@@ -30,9 +30,7 @@ def angle(cos: torch.Tensor) -> torch.Tensor:
     return torch.acos(cos.clamp(-1 + EPS, 1 - EPS))
 
 
-def combined_margin(
-    cos: torch.Tensor, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0
-) -> torch.Tensor:
+def combined_margin(cos: torch.Tensor, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0) -> torch.Tensor:
     """psi(theta) of the module docstring, applied elementwise to cosines."""
     if m1 == 1.0 and m2 == 0.0:
         return cos - m3  # no angular part: skip arccos (exact and better conditioned)
@@ -157,23 +155,25 @@ def sphereface(
 ) -> CombinedMarginHead:
     """SphereFace (A-Softmax): multiplicative angular margin m1 with lambda annealing."""
     return CombinedMarginHead(
-        embedding_size, num_classes, scale, m1=margin,
-        lambda_base=lambda_base, lambda_min=lambda_min, gamma=gamma, power=power,
+        embedding_size,
+        num_classes,
+        scale,
+        m1=margin,
+        lambda_base=lambda_base,
+        lambda_min=lambda_min,
+        gamma=gamma,
+        power=power,
     )
 
 
 @LOSSES.register("cosface")
-def cosface(
-    embedding_size: int, num_classes: int, margin: float = 0.35, scale: float = 64.0
-) -> CombinedMarginHead:
+def cosface(embedding_size: int, num_classes: int, margin: float = 0.35, scale: float = 64.0) -> CombinedMarginHead:
     """CosFace / AM-Softmax: additive cosine margin m3."""
     return CombinedMarginHead(embedding_size, num_classes, scale, m3=margin)
 
 
 @LOSSES.register("arcface")
-def arcface(
-    embedding_size: int, num_classes: int, margin: float = 0.5, scale: float = 64.0
-) -> CombinedMarginHead:
+def arcface(embedding_size: int, num_classes: int, margin: float = 0.5, scale: float = 64.0) -> CombinedMarginHead:
     """ArcFace: additive angular margin m2."""
     return CombinedMarginHead(embedding_size, num_classes, scale, m2=margin)
 

@@ -42,9 +42,7 @@ SETTING = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 12
 
 
 class MobileFaceNet(nn.Module):
-    def __init__(
-        self, embedding_size: int = 128, input_size: int = 112, width_mult: float = 1.0
-    ) -> None:
+    def __init__(self, embedding_size: int = 128, input_size: int = 112, width_mult: float = 1.0) -> None:
         super().__init__()
         c = max(8, round(64 * width_mult))
         self.stem = nn.Sequential(conv_bn(3, c, 3, 2), conv_bn(c, c, 3, 1, groups=c))
@@ -70,7 +68,5 @@ class MobileFaceNet(nn.Module):
 
 
 @BACKBONES.register("mobilefacenet")
-def mobilefacenet(
-    embedding_size: int = 128, input_size: int = 112, width_mult: float = 1.0
-) -> MobileFaceNet:
+def mobilefacenet(embedding_size: int = 128, input_size: int = 112, width_mult: float = 1.0) -> MobileFaceNet:
     return MobileFaceNet(embedding_size, input_size, width_mult)

@@ -1,0 +1,64 @@
+"""Datasets, augmentation and samplers."""
+
+from __future__ import annotations
+
+from facerec.config import DataConfig
+from facerec.data.datasets import (
+    DatasetView,
+    FaceDataset,
+    ImageFolderDataset,
+    ListDataset,
+    SyntheticDataset,
+    decode_image,
+    drop_small_identities,
+    split_by_identity,
+)
+from facerec.data.synthetic import SyntheticFaces
+from facerec.errors import ConfigError, DataError
+from facerec.registry import Registry
+
+SOURCES: Registry[FaceDataset] = Registry("data source")
+
+
+@SOURCES.register("synthetic")
+def synthetic_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+    s = cfg.synthetic
+    faces = SyntheticFaces(s.identities, s.images_per_identity, cfg.image_size, s.seed, s.difficulty)
+    return SyntheticDataset(faces, progress)
+
+
+@SOURCES.register("folder")
+def folder_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+    if not cfg.root:
+        raise ConfigError("data.source 'folder' needs data.root (a folder of identity folders)")
+    return ImageFolderDataset(cfg.root, cfg.image_size)
+
+
+@SOURCES.register("list")
+def list_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+    if not cfg.list_file:
+        raise ConfigError("data.source 'list' needs data.list_file (lines 'path label')")
+    return ListDataset(cfg.list_file, cfg.root, cfg.image_size)
+
+
+def build_datasets(cfg: DataConfig, seed: int, progress: bool = False) -> tuple[FaceDataset, FaceDataset | None]:
+    """The training set and the held-out-identity validation set of a config."""
+    dataset = SOURCES.get(cfg.source)(cfg, progress)
+    dataset = drop_small_identities(dataset, cfg.min_images_per_identity)
+    train, val = split_by_identity(dataset, cfg.val_identities, seed)
+    if train.num_classes < 2:
+        raise DataError(f"training needs at least 2 identities, found {train.num_classes}")
+    return train, val
+
+
+__all__ = [
+    "SOURCES",
+    "DatasetView",
+    "FaceDataset",
+    "ImageFolderDataset",
+    "ListDataset",
+    "SyntheticDataset",
+    "SyntheticFaces",
+    "build_datasets",
+    "decode_image",
+]

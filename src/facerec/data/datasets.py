@@ -1,0 +1,203 @@
+"""Face datasets: identity folders, list files, synthetic faces; views and identity splits.
+
+A dataset maps an index to a uint8 RGB image and an integer identity label. Training
+reads items as `dataset[(index, seed)]`: the seed drives that sample's augmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from facerec.data.synthetic import SyntheticFaces
+from facerec.data.transforms import resize, to_tensor
+from facerec.errors import DataError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"})
+Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def decode_image(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 RGB, with an error that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot decode image {path}: {exc}") from exc
+
+
+class FaceDataset(torch.utils.data.Dataset):
+    """Base: subclasses set `labels` and `class_names`, and implement `load`."""
+
+    labels: np.ndarray
+    class_names: list[str]
+
+    def __init__(self, image_size: int) -> None:
+        self.image_size = image_size
+        self.augment: Augmenter | None = None
+
+    def load(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self, index: int) -> str:
+        return f"#{index}"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, index: int) -> np.ndarray:
+        return resize(self.load(index), self.image_size)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        img = self.image(index)
+        if self.augment is not None and seed is not None:
+            img = self.augment(img, np.random.default_rng(seed))
+        return to_tensor(img), int(self.labels[index])
+
+
+class ImageFolderDataset(FaceDataset):
+    """root/<identity>/<image>: one folder per identity, label = sorted folder order."""
+
+    def __init__(self, root: str | Path, image_size: int = 112) -> None:
+        super().__init__(image_size)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"dataset folder not found: {self.root}")
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        paths, labels, names = [], [], []
+        for folder in folders:
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                continue
+            names.append(folder.name)
+            paths += files
+            labels += [len(names) - 1] * len(files)
+        if not paths:
+            raise DataError(
+                f"no images in {self.root}: expected root/<identity>/<image> with extensions "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
+            )
+        self.paths, self.labels, self.class_names = paths, np.array(labels), names
+
+    def load(self, index: int) -> np.ndarray:
+        return decode_image(self.paths[index])
+
+    def describe(self, index: int) -> str:
+        return str(self.paths[index])
+
+
+class ListDataset(FaceDataset):
+    """A text file of `relative/path label` lines (paths relative to `root`)."""
+
+    def __init__(self, list_file: str | Path, root: str | Path | None = None, image_size: int = 112) -> None:
+        super().__init__(image_size)
+        list_file = Path(list_file)
+        if not list_file.is_file():
+            raise DataError(f"list file not found: {list_file}")
+        base = Path(root) if root else list_file.parent
+        paths, raw = [], []
+        for number, line in enumerate(list_file.read_text().splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise DataError(f"{list_file}:{number}: expected 'path label', got {line!r}")
+            paths.append(base / parts[0])
+            raw.append(int(parts[1]))
+        if not paths:
+            raise DataError(f"list file {list_file} has no entries")
+        uniques, labels = np.unique(np.array(raw), return_inverse=True)
+        self.paths, self.labels = paths, labels
+        self.class_names = [str(u) for u in uniques]
+
+    def load(self, index: int) -> np.ndarray:
+        return decode_image(self.paths[index])
+
+    def describe(self, index: int) -> str:
+        return str(self.paths[index])
+
+
+class FileListDataset(FaceDataset):
+    """Plain image files without identities (for embedding)."""
+
+    def __init__(self, paths: Sequence[str | Path], image_size: int = 112) -> None:
+        super().__init__(image_size)
+        self.paths = [Path(p) for p in paths]
+        missing = [p for p in self.paths if not p.is_file()]
+        if missing:
+            raise DataError(f"image not found: {missing[0]}")
+        self.labels = np.zeros(len(self.paths), dtype=np.int64)
+        self.class_names = ["unlabelled"]
+
+    def load(self, index: int) -> np.ndarray:
+        return decode_image(self.paths[index])
+
+    def describe(self, index: int) -> str:
+        return str(self.paths[index])
+
+
+class SyntheticDataset(FaceDataset):
+    """Synthetic faces (see `facerec.data.synthetic`), rendered once and kept in memory."""
+
+    def __init__(self, faces: SyntheticFaces, progress: bool = False) -> None:
+        super().__init__(faces.size)
+        from tqdm import tqdm
+
+        self.faces = faces
+        self.labels = np.array([faces.label(i) for i in range(len(faces))])
+        self.class_names = [f"id_{faces.first_identity + k:05d}" for k in range(faces.identities)]
+        indices = tqdm(range(len(faces)), desc="rendering faces", unit="img", disable=not progress, mininterval=1.0)
+        self.cache = np.stack([faces.render(i) for i in indices])
+
+    def load(self, index: int) -> np.ndarray:
+        return self.cache[index]
+
+
+class DatasetView(FaceDataset):
+    """A subset of another dataset's images, with labels renumbered 0..n-1."""
+
+    def __init__(self, base: FaceDataset, indices: Sequence[int]) -> None:
+        super().__init__(base.image_size)
+        self.base, self.indices = base, np.asarray(indices, dtype=np.int64)
+        uniques, labels = np.unique(base.labels[self.indices], return_inverse=True)
+        self.labels = labels
+        self.class_names = [base.class_names[u] for u in uniques]
+
+    def load(self, index: int) -> np.ndarray:
+        return self.base.load(int(self.indices[index]))
+
+    def describe(self, index: int) -> str:
+        return self.base.describe(int(self.indices[index]))
+
+
+def split_by_identity(dataset: FaceDataset, val_identities: int, seed: int) -> tuple[FaceDataset, FaceDataset | None]:
+    """Hold out `val_identities` whole identities (chosen with `seed`) for validation."""
+    if val_identities <= 0:
+        return dataset, None
+    if val_identities >= dataset.num_classes - 1:
+        raise DataError(f"cannot hold out {val_identities} identities: the dataset has only {dataset.num_classes}")
+    held = np.random.default_rng(seed).choice(dataset.num_classes, val_identities, replace=False)
+    is_val = np.isin(dataset.labels, held)
+    return DatasetView(dataset, np.flatnonzero(~is_val)), DatasetView(dataset, np.flatnonzero(is_val))
+
+
+def drop_small_identities(dataset: FaceDataset, min_images: int) -> FaceDataset:
+    if min_images <= 1:
+        return dataset
+    counts = np.bincount(dataset.labels, minlength=dataset.num_classes)
+    keep = np.flatnonzero(counts[dataset.labels] >= min_images)
+    if len(keep) == 0:
+        raise DataError(f"no identity has at least {min_images} images")
+    return DatasetView(dataset, keep)

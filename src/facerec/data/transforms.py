@@ -1,0 +1,57 @@
+"""Face-specific augmentation on uint8 HWC arrays, driven by an explicit random generator
+so that every sample's augmentation is reproducible from its seed (exact resume)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from facerec.config import AugmentConfig
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 HWC RGB -> float CHW in [-1, 1] (the normalisation every facerec model expects)."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    return x.div_(127.5).sub_(1.0)
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def degrade_resolution(image: np.ndarray, size: int) -> np.ndarray:
+    """Downscale to size x size and back up: a low-resolution face at the original size."""
+    full = image.shape[0]
+    small = Image.fromarray(image).resize((size, size), Image.BILINEAR)
+    return np.asarray(small.resize((full, full), Image.BILINEAR))
+
+
+def jitter_colour(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    x = image.astype(np.float32) / 255
+    brightness, contrast, saturation = 1 + rng.uniform(-strength, strength, 3)
+    grey = x.mean(2, keepdims=True)
+    x = grey + (x - grey) * saturation
+    x = (x - x.mean()) * contrast + x.mean()
+    return (np.clip(x * brightness, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+@dataclass
+class Augment:
+    config: AugmentConfig
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        cfg = self.config
+        if cfg.flip and rng.random() < 0.5:
+            image = image[:, ::-1]
+        if cfg.lowres_prob > 0 and rng.random() < cfg.lowres_prob:
+            full = image.shape[0]
+            low = min(cfg.lowres_min_size, full)
+            image = degrade_resolution(image, int(rng.integers(low, full + 1)))
+        if cfg.color_jitter > 0:
+            image = jitter_colour(image, cfg.color_jitter, rng)
+        return image

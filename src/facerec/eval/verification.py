@@ -1,0 +1,99 @@
+"""1:1 verification: pairs, k-fold accuracy with the threshold chosen on the other folds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """The threshold (score >= t means 'same') maximising accuracy, and that accuracy.
+
+    Candidates are midpoints between consecutive distinct scores plus both ends, so the
+    search is exact; O(n log n).
+    """
+    order = np.argsort(scores, kind="stable")
+    s, y = scores[order], same[order].astype(np.int64)
+    n = len(s)
+    # accepting everything from position i on: correct = negatives below i + positives from i
+    neg_below = np.concatenate([[0], np.cumsum(1 - y)])
+    pos_from = np.concatenate([np.cumsum(y[::-1])[::-1], [0]])
+    correct = neg_below + pos_from  # index i = number of rejected pairs
+    distinct = np.concatenate([[True], s[1:] != s[:-1], [True]])  # cut only between distinct scores
+    correct = np.where(distinct, correct, -1)
+    i = int(np.argmax(correct))
+    if i == 0:
+        t = s[0] - 1e-6
+    elif i == n:
+        t = s[-1] + 1e-6
+    else:
+        t = (s[i - 1] + s[i]) / 2
+    return float(t), correct[i] / n
+
+
+@dataclass
+class KFoldResult:
+    accuracy: float
+    std: float
+    fold_accuracies: list[float]
+    thresholds: list[float]
+
+    def to_dict(self) -> dict:
+        return {
+            "accuracy": self.accuracy,
+            "std": self.std,
+            "fold_accuracies": self.fold_accuracies,
+            "thresholds": self.thresholds,
+        }
+
+
+def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray | int = 10) -> KFoldResult:
+    """Accuracy on each fold at the threshold that is best on the remaining folds.
+
+    `folds` is a fold index per pair (e.g. LFW's ten protocol folds) or a number of
+    contiguous folds to cut the pairs into.
+    """
+    scores, same = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
+    if isinstance(folds, int):
+        folds = np.arange(len(scores)) * folds // len(scores)
+    accs, ths = [], []
+    for f in np.unique(folds):
+        test = folds == f
+        t, _ = best_threshold(scores[~test], same[~test])
+        accs.append(float(((scores[test] >= t) == same[test]).mean()))
+        ths.append(t)
+    return KFoldResult(float(np.mean(accs)), float(np.std(accs)), accs, ths)
+
+
+def sample_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Half genuine, half impostor pairs (i, j, same) drawn at random with a fixed seed."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    by_id = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    multi = [c for c, idx in by_id.items() if len(idx) >= 2]
+    if not multi or len(by_id) < 2:
+        raise ValueError("verification pairs need an identity with two images and two identities")
+    half = num_pairs // 2
+    genuine = []
+    for c in rng.choice(multi, half):
+        i, j = rng.choice(by_id[c], 2, replace=False)
+        genuine.append((i, j))
+    impostor = []
+    while len(impostor) < num_pairs - half:
+        i, j = rng.integers(0, len(labels), 2)
+        if labels[i] != labels[j]:
+            impostor.append((i, j))
+    pairs = np.array(genuine + impostor)
+    same = np.array([True] * half + [False] * (num_pairs - half))
+    perm = rng.permutation(num_pairs)
+    return pairs[perm, 0], pairs[perm, 1], same[perm]
+
+
+def verify_embeddings(
+    embeddings: np.ndarray, labels: np.ndarray, num_pairs: int = 6000, seed: int = 0, folds: int = 10
+) -> KFoldResult:
+    """10-fold verification accuracy on random pairs of a labelled embedding set (cosine)."""
+    i, j, same = sample_pairs(labels, num_pairs, seed)
+    scores = (embeddings[i] * embeddings[j]).sum(1)
+    return kfold_accuracy(scores, same, folds)

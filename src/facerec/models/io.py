@@ -1,0 +1,51 @@
+"""Saving and loading embedding models with the config that rebuilds them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from facerec.errors import FacerecError
+
+
+def export_model(path: str | Path, backbone: nn.Module, model_cfg: dict[str, Any], image_size: int) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": "facerec-model",
+        "version": 1,
+        "model": model_cfg,
+        "image_size": image_size,
+        "state_dict": backbone.state_dict(),
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
+    """Load an exported model or a training checkpoint; returns (backbone in eval mode, input size)."""
+    from facerec.models import build_backbone
+
+    path = Path(path)
+    if not path.is_file():
+        raise FacerecError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise FacerecError(f"cannot read model file {path}: {exc}") from exc
+    if isinstance(payload, dict) and payload.get("format") == "facerec-checkpoint":
+        cfg = payload["config"]
+        model_cfg, size = cfg["model"], cfg["data"]["image_size"]
+        state = {k[len("backbone.") :]: v for k, v in payload["net"].items() if k.startswith("backbone.")}
+    elif isinstance(payload, dict) and payload.get("format") == "facerec-model":
+        model_cfg, size, state = payload["model"], payload["image_size"], payload["state_dict"]
+    else:
+        raise FacerecError(f"{path} is not a facerec model or checkpoint")
+    backbone = build_backbone(model_cfg["name"], model_cfg["embedding_size"], size, model_cfg.get("options"))
+    backbone.load_state_dict(state)
+    return backbone.to(device).eval(), size

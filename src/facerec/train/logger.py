@@ -1,0 +1,71 @@
+"""Metrics to JSONL (and TensorBoard when installed), and a loss-curve plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class MetricLogger:
+    def __init__(self, directory: Path, append: bool) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "metrics.jsonl"
+        self.file = self.path.open("a" if append else "w")
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(directory / "tensorboard"))
+        except Exception:  # tensorboard is optional
+            self.tb = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_training_curves(metrics_path: Path, out_png: Path) -> Path | None:
+    """Loss (and validation accuracy when present) against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    train = [r for r in records if "loss" in r]
+    val = [r for r in records if "val_accuracy" in r]
+    if not train:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot(
+            [r["step"] for r in val],
+            [100 * r["val_accuracy"] for r in val],
+            "o-",
+            color="C1",
+            label="validation accuracy (%)",
+        )
+        ax2.set_ylabel("verification accuracy (%)")
+    fig.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,342 @@
+"""The training loop: one loop for every backbone, head and loss."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from facerec.config import Config
+from facerec.data import build_datasets
+from facerec.data.datasets import FaceDataset
+from facerec.data.samplers import PKBatchSampler, ResumableBatchSampler, ShuffleBatchSampler
+from facerec.data.transforms import Augment
+from facerec.errors import ConfigError, TrainingError
+from facerec.eval.embed import embed_dataset
+from facerec.eval.verification import verify_embeddings
+from facerec.heads import PAIRWISE_LOSSES, build_loss
+from facerec.models import build_backbone
+from facerec.models.io import export_model
+from facerec.train import checkpoint as ckpt
+from facerec.train.logger import MetricLogger, plot_training_curves
+from facerec.train.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("facerec.train")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is '{name}' but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def matches(name: str, pattern: str) -> bool:
+    """fnmatch, where a plain name also matches everything below it ('backbone' -> 'backbone.x')."""
+    return fnmatch.fnmatchcase(name, pattern) or name.startswith(pattern.rstrip(".") + ".")
+
+
+class Trainer:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        t = cfg.train
+        if t.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got '{t.precision}'")
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        seed_everything(t.seed)
+        self.device = pick_device(t.device)
+        self.out = Path(t.output_dir)
+        self.train_set, self.val_set = build_datasets(cfg.data, t.seed, progress=t.progress)
+        self.train_set.augment = Augment(cfg.data.augment)
+        self.sampler = self._build_sampler(self.train_set)
+        self.net = self._build_net().to(self.device)
+        if t.init_from:
+            self._init_from(Path(t.init_from))
+        self.frozen = self._freeze()
+        self.optimizer = build_optimizer(self._param_groups(), cfg.optim)
+        self.total_steps = t.max_steps or t.epochs * len(self.sampler)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.total_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+        self.step, self.epoch, self.bad_steps = 0, 0, 0
+
+    # ---- construction -------------------------------------------------------------------
+    def _build_sampler(self, dataset: FaceDataset) -> ResumableBatchSampler:
+        d, seed = self.cfg.data, self.cfg.train.seed
+        names = [self.cfg.head.name] + [a.name for a in self.cfg.aux_losses]
+        if any(n in PAIRWISE_LOSSES for n in names) and d.sampler != "pk":
+            raise ConfigError(
+                f"loss '{next(n for n in names if n in PAIRWISE_LOSSES)}' compares images of one "
+                "identity inside a batch: set data.sampler: pk"
+            )
+        if d.sampler == "pk":
+            return PKBatchSampler(dataset.labels, d.batch_size, d.images_per_identity_in_batch, seed)
+        if d.sampler == "random":
+            return ShuffleBatchSampler(len(dataset), d.batch_size, seed)
+        raise ConfigError(f"data.sampler must be 'random' or 'pk', got '{d.sampler}'")
+
+    def _build_net(self) -> nn.ModuleDict:
+        m, n = self.cfg.model, self.train_set.num_classes
+        backbone = build_backbone(m.name, m.embedding_size, self.cfg.data.image_size, m.options)
+        head = build_loss(self.cfg.head.name, m.embedding_size, n, self.cfg.head.options)
+        aux = nn.ModuleList(build_loss(a.name, m.embedding_size, n, a.options) for a in self.cfg.aux_losses)
+        return nn.ModuleDict({"backbone": backbone, "head": head, "aux": aux})
+
+    def _init_from(self, path: Path) -> None:
+        """Start from another run's weights (fine-tuning); the head only if its shape fits."""
+        state = ckpt.load_checkpoint(path)["net"]
+        own = self.net.state_dict()
+        wanted = {k: v for k, v in state.items() if k.startswith("backbone.") or self.cfg.train.init_head}
+        usable = {k: v for k, v in wanted.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(set(wanted) - set(usable))
+        if not any(k.startswith("backbone.") for k in usable):
+            raise TrainingError(f"{path}: no backbone weight fits model '{self.cfg.model.name}'")
+        self.net.load_state_dict(usable, strict=False)
+        if skipped:
+            log.warning(
+                "init_from %s: %d tensors not loaded (shape or name differ), e.g. %s", path, len(skipped), skipped[0]
+            )
+
+    def _freeze(self) -> list[str]:
+        t = self.cfg.train
+        frozen = []
+        for name, p in self.net.named_parameters():
+            if any(matches(name, pat) for pat in t.freeze) and not any(matches(name, pat) for pat in t.unfreeze):
+                p.requires_grad_(False)
+                frozen.append(name)
+        if t.freeze and not frozen:
+            raise ConfigError(
+                f"train.freeze patterns {t.freeze} match no parameter (names look like "
+                f"'{next(iter(dict(self.net.named_parameters())))}')"
+            )
+        if frozen and len(frozen) == len(list(self.net.parameters())):
+            raise ConfigError("train.freeze freezes every parameter: nothing left to train")
+        return frozen
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        o = self.cfg.optim
+        groups = []
+        for part, scale in (("backbone", 1.0), ("head", o.head_lr_scale), ("aux", o.head_lr_scale)):
+            params = [p for p in self.net[part].parameters() if p.requires_grad]
+            if params:
+                groups.append({"params": params, "lr": o.lr * scale})
+        return groups
+
+    def _set_train_mode(self) -> None:
+        """Train mode, except BatchNorm layers whose parameters are all frozen keep their statistics."""
+        self.net.train()
+        frozen = set(self.frozen)
+        for name, module in self.net.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                names = [f"{name}.{n}" for n, _ in module.named_parameters()]
+                if names and all(n in frozen for n in names):
+                    module.eval()
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": "facerec-checkpoint",
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch_in_epoch,
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "config": self.cfg.to_dict(),
+        }
+
+    def save(self) -> Path:
+        return ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.state(), self.cfg.train.keep_checkpoints)
+
+    def resume(self, path: Path | None = None) -> bool:
+        """Restore the newest (or the given) checkpoint; False when there is none."""
+        if path is None:
+            found = ckpt.list_checkpoints(self.out / "checkpoints")
+            if not found:
+                return False
+            path = found[-1]
+        payload = ckpt.load_checkpoint(path)
+        for key in ("model", "head", "aux_losses"):
+            if payload["config"][key] != self.cfg.to_dict()[key]:
+                raise TrainingError(
+                    f"checkpoint {path} was made with a different '{key}' config; "
+                    "resume with the same config or start a new output_dir"
+                )
+        try:
+            self.net.load_state_dict(payload["net"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            raise TrainingError(f"checkpoint {path} does not fit this run: {exc}") from exc
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        ckpt.set_rng_state(payload["rng"])
+        self.step, self.epoch, self.batch_in_epoch = payload["step"], payload["epoch"], payload["batch"]
+        log.info("resumed from %s at step %d", path, self.step)
+        return True
+
+    # ---- one step -----------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = PRECISIONS[self.cfg.train.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def compute_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        with self.autocast():
+            emb = self.net["backbone"](images)
+        emb = emb.float()  # margins and softmax in fp32 whatever the backbone precision
+        parts = {self.cfg.head.name: self.cfg.head.weight * self.net["head"](emb, labels)}
+        for cfg, loss in zip(self.cfg.aux_losses, self.net["aux"], strict=True):
+            parts[cfg.name] = cfg.weight * loss(emb, labels)
+        total = sum(parts.values())
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, parts = self.compute_loss(images.to(self.device), labels.to(self.device))
+        if not torch.isfinite(loss):
+            self._bad_step(f"loss is {float(loss)} ({', '.join(f'{k}={v:.4g}' for k, v in parts.items())})")
+            return float("nan")
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip > 0 or self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.net.parameters() if p.grad is not None]
+        max_norm = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if not torch.isfinite(grad_norm) and not self.scaler.is_enabled():
+            self._bad_step(f"gradient norm is {float(grad_norm)} at loss {float(loss):.4g}")
+            return float("nan")
+        self.scaler.step(self.optimizer)  # fp16: skips the step itself on inf/nan gradients
+        self.scaler.update()
+        self.bad_steps = 0
+        return float(loss.detach())
+
+    def _bad_step(self, what: str) -> None:
+        self.bad_steps += 1
+        lr = self.optimizer.param_groups[0]["lr"]
+        log.warning("step %d: %s at lr %.3g; update skipped", self.step, what, lr)
+        if self.bad_steps >= self.cfg.train.max_bad_steps:
+            raise TrainingError(
+                f"training diverged: {self.bad_steps} consecutive non-finite steps (last: {what}, "
+                f"step {self.step}, lr {lr:.3g}). Lower optim.lr, set train.grad_clip, add "
+                "schedule.warmup_steps, or use train.precision: fp32/bf16"
+            )
+
+    # ---- the loop -----------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        self.batch_in_epoch = 0
+        resumed = resume and self.resume()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg.dump(self.out / "config.yaml")
+        logger = MetricLogger(self.out, append=resumed)
+        # The loader gets its own generator: drawing its base seed from the global RNG would
+        # make a loader created on resume shift the dropout masks that follow.
+        loader_kwargs = {
+            "num_workers": self.cfg.data.num_workers,
+            "pin_memory": self.device.type == "cuda",
+            "generator": torch.Generator().manual_seed(self.cfg.train.seed),
+        }
+        bs = self.cfg.data.batch_size
+        bar = tqdm(
+            total=self.total_steps * bs,
+            initial=self.step * bs,
+            unit="img",
+            unit_scale=True,
+            desc="training",
+            disable=not self.cfg.train.progress,
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,
+        )  # keep CI logs short
+        tick, seen = time.perf_counter(), 0
+        try:
+            while self.step < self.total_steps:
+                self.sampler.set_position(self.epoch, self.batch_in_epoch)
+                loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=self.sampler, **loader_kwargs)
+                for images, labels in loader:
+                    self._set_train_mode()
+                    loss = self.train_step(images, labels)
+                    self.scheduler.step()
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    seen += len(labels)
+                    bar.update(len(labels))
+                    bar.set_postfix(
+                        loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.3g}", epoch=self.epoch, refresh=False
+                    )
+                    if self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps:
+                        now = time.perf_counter()
+                        logger.log(
+                            {
+                                "step": self.step,
+                                "epoch": self.epoch,
+                                "loss": loss,
+                                "lr": self.scheduler.get_last_lr()[0],
+                                "images_per_s": seen / max(now - tick, 1e-9),
+                            }
+                        )
+                        tick, seen = now, 0
+                    if self.batch_in_epoch == len(self.sampler):
+                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                    if self.step % self.cfg.train.checkpoint_every == 0 or self.step == self.total_steps:
+                        self.save()
+                    if self.cfg.train.eval_every and self.step % self.cfg.train.eval_every == 0:
+                        logger.log({"step": self.step, **self.evaluate_prefixed()})
+                    if self.step >= self.total_steps:
+                        break
+        finally:
+            bar.close()
+        results = {"step": self.step, **self.evaluate_prefixed()}
+        logger.log(results)
+        logger.close()
+        self.finish(results)
+        return results
+
+    def evaluate_prefixed(self) -> dict[str, float]:
+        if self.val_set is None:
+            return {}
+        res = self.evaluate(self.val_set)
+        return {f"val_{k}": v for k, v in res.items()}
+
+    def evaluate(self, dataset: FaceDataset, num_pairs: int = 6000) -> dict[str, float]:
+        """10-fold verification accuracy on random pairs of held-out identities (flip TTA)."""
+        emb = embed_dataset(self.net["backbone"], dataset, 256, self.device, flip=True)
+        res = verify_embeddings(emb, dataset.labels, num_pairs, seed=self.cfg.train.seed)
+        return {"accuracy": res.accuracy, "accuracy_std": res.std}
+
+    def finish(self, results: dict[str, Any]) -> None:
+        m = self.cfg.model
+        export_model(
+            self.out / "model.pt",
+            self.net["backbone"],
+            {"name": m.name, "embedding_size": m.embedding_size, "options": m.options},
+            self.cfg.data.image_size,
+        )
+        (self.out / "results.json").write_text(json.dumps(results, indent=2))
+        with contextlib.suppress(Exception):  # a plot must never lose a finished run
+            plot_training_curves(self.out / "metrics.jsonl", self.out / "training_curves.png")
+        log.info("finished at step %d: %s", self.step, results)
+
+
+def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
+    return Trainer(cfg).fit(resume=resume)

@@ -1,0 +1,151 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from facerec.config import AugmentConfig
+from facerec.data import SyntheticFaces
+from facerec.data.datasets import (
+    FileListDataset,
+    ImageFolderDataset,
+    ListDataset,
+    SyntheticDataset,
+    drop_small_identities,
+    split_by_identity,
+)
+from facerec.data.samplers import PKBatchSampler, ShuffleBatchSampler
+from facerec.data.transforms import Augment, degrade_resolution, to_tensor
+from facerec.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    SyntheticFaces(4, 3, size=40).write_tree(root, progress=False)
+    return root
+
+
+def test_synthetic_faces_are_deterministic_and_identity_dependent():
+    a = SyntheticFaces(3, 2, size=48, seed=1)
+    b = SyntheticFaces(3, 2, size=48, seed=1)
+    assert np.array_equal(a.render(4), b.render(4))
+    assert a.render(0).shape == (48, 48, 3) and a.render(0).dtype == np.uint8
+    assert not np.array_equal(a.render(0), SyntheticFaces(3, 2, size=48, seed=2).render(0))
+    assert [a.label(i) for i in range(6)] == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(IndexError):
+        a.render(6)
+
+
+def test_synthetic_same_identity_images_are_closer_than_different_identities():
+    faces = SyntheticFaces(20, 2, size=32, seed=0, difficulty=0.3)
+    x = np.stack([faces.render(i).astype(float).ravel() for i in range(len(faces))])
+    x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+    same = [np.linalg.norm(x[2 * k] - x[2 * k + 1]) for k in range(20)]
+    diff = [np.linalg.norm(x[2 * k] - x[2 * k + 2]) for k in range(19)]
+    assert np.median(same) < np.median(diff)
+
+
+def test_image_folder_dataset(tree):
+    ds = ImageFolderDataset(tree, image_size=32)
+    assert len(ds) == 12 and ds.num_classes == 4
+    img, label = ds[5]
+    assert img.shape == (3, 32, 32) and label == 1
+    assert float(img.min()) >= -1.0 and float(img.max()) <= 1.0
+
+
+def test_folder_errors_name_the_problem(tmp_path, tree):
+    with pytest.raises(DataError, match="dataset folder not found"):
+        ImageFolderDataset(tmp_path / "nope")
+    (tmp_path / "empty" / "someone").mkdir(parents=True)
+    with pytest.raises(DataError, match="no images in"):
+        ImageFolderDataset(tmp_path / "empty")
+    bad = tmp_path / "bad" / "person"
+    bad.mkdir(parents=True)
+    (bad / "broken.jpg").write_bytes(b"not a jpeg")
+    ds = ImageFolderDataset(tmp_path / "bad")
+    with pytest.raises(DataError, match=r"cannot decode image .*broken.jpg"):
+        ds[0]
+
+
+def test_list_dataset(tmp_path, tree):
+    files = sorted(tree.rglob("*.png"))
+    lst = tmp_path / "train.txt"
+    lst.write_text("".join(f"{p.relative_to(tree)} {10 + i // 3}\n" for i, p in enumerate(files)))
+    ds = ListDataset(lst, tree, image_size=40)
+    assert len(ds) == 12 and ds.num_classes == 4 and ds.labels.tolist()[:4] == [0, 0, 0, 1]
+    lst.write_text("just_a_path.png\n")
+    with pytest.raises(DataError, match=r"train.txt:1: expected 'path label'"):
+        ListDataset(lst, tree)
+    lst.write_text("")
+    with pytest.raises(DataError, match="no entries"):
+        ListDataset(lst, tree)
+
+
+def test_file_list_dataset_reports_missing_file(tmp_path):
+    with pytest.raises(DataError, match="image not found"):
+        FileListDataset([tmp_path / "missing.jpg"])
+
+
+def test_split_by_identity_is_disjoint_and_relabelled():
+    ds = SyntheticDataset(SyntheticFaces(10, 3, size=16))
+    train, val = split_by_identity(ds, 3, seed=0)
+    assert val.num_classes == 3 and train.num_classes == 7
+    assert set(train.class_names).isdisjoint(val.class_names)
+    assert sorted(set(train.labels.tolist())) == list(range(7))
+    with pytest.raises(DataError, match="cannot hold out"):
+        split_by_identity(ds, 10, seed=0)
+
+
+def test_drop_small_identities(tmp_path):
+    ds = SyntheticDataset(SyntheticFaces(3, 2, size=16))
+    kept = drop_small_identities(ds, 2)
+    assert len(kept) == 6
+    with pytest.raises(DataError, match="no identity has at least 3"):
+        drop_small_identities(ds, 3)
+
+
+def test_shuffle_sampler_is_deterministic_and_resumable():
+    sampler = ShuffleBatchSampler(50, 8, seed=3)
+    sampler.set_position(2)
+    full = list(sampler)
+    sampler.set_position(2, 4)
+    assert list(sampler) == full[4:]
+    sampler.set_position(3)
+    assert list(sampler) != full
+    assert len(full) == 6 and all(len(b) == 8 for b in full)
+    assert len({i for b in full for i, _ in b}) == 48
+
+
+def test_pk_sampler_batches_hold_p_identities_with_k_images():
+    labels = np.repeat(np.arange(12), [5, 2, 3, 4, 6, 2, 2, 3, 3, 4, 5, 2])
+    sampler = PKBatchSampler(labels, batch_size=8, k=4, seed=0)
+    for batch in sampler:
+        ids = labels[[i for i, _ in batch]]
+        assert len(set(ids.tolist())) == 2 and all((ids == c).sum() == 4 for c in set(ids.tolist()))
+    with pytest.raises(DataError, match="single image"):
+        PKBatchSampler(np.array([0, 0, 1]), batch_size=4, k=2)
+
+
+def test_augmentation_is_reproducible_from_its_seed():
+    img = SyntheticFaces(1, 1, size=32).render(0)
+    aug = Augment(AugmentConfig(flip=True, lowres_prob=1.0, lowres_min_size=8, color_jitter=0.2))
+    a = aug(img, np.random.default_rng(5))
+    assert np.array_equal(a, aug(img, np.random.default_rng(5)))
+    assert a.shape == img.shape and a.dtype == np.uint8
+
+
+def test_degrade_resolution_removes_detail():
+    img = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    low = degrade_resolution(img, 8)
+    assert low.shape == img.shape
+    assert np.abs(np.diff(low.astype(float), axis=1)).mean() < np.abs(np.diff(img.astype(float), axis=1)).mean() / 2
+
+
+def test_to_tensor_range():
+    x = to_tensor(np.array([[[0, 255, 128]]], dtype=np.uint8))
+    assert x.shape == (3, 1, 1)
+    assert x.flatten().tolist() == pytest.approx([-1.0, 1.0, 128 / 127.5 - 1], abs=1e-6)
+
+
+def test_png_written_by_tree_is_readable(tree):
+    first = sorted(tree.rglob("*.png"))[0]
+    assert Image.open(first).size == (40, 40)
