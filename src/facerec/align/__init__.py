@@ -1,0 +1,1 @@
+"""Face detection, five landmarks and alignment to a template."""
