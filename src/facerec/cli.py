@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ def command(name: str, help_text: str) -> Callable[[Callable], Callable]:
     """Register a sub-command: the decorated function adds its arguments; handler = run_<name>."""
 
     def decorator(add_arguments: Callable[[argparse.ArgumentParser], None]) -> Callable:
-        handler = globals()[f"run_{name.replace('-', '_')}"]
+        handler = globals()[f"run_{name.replace('-', '_').replace(' ', '_')}"]
         COMMANDS[name] = (handler, add_arguments, help_text)
         return add_arguments
 
@@ -115,6 +116,255 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu", action="store_true", help="stay on the CPU even when CUDA is available")
 
 
+# ---- eval --------------------------------------------------------------------------------
+def build_aligner(detector: str, embedder: Any, several: str = "central") -> Any:
+    """None for pre-aligned input; dlib's own pipeline; or a detector + our alignment. Every
+    image gets a crop (no face: centred fallback), since every pair must be scored."""
+    from facerec.align.pipeline import DETECTORS, Aligner, AlignPolicy
+
+    if detector == "none":
+        return None
+    if detector == "dlib-native":
+        from facerec.align.dlib_models import DlibNativeAligner
+
+        return DlibNativeAligner()
+    size = (embedder.input_size, embedder.input_size)
+    return Aligner(DETECTORS.build(detector), embedder.template, size, AlignPolicy(several=several, missing="center"))
+
+
+def finish_eval(report: dict, out: Path) -> int:
+    for key in ("no_flip", "flip"):
+        r = report[key]
+        print(
+            f"{key:8s} accuracy {100 * r['kfold_accuracy']:.2f}% +- {100 * r['kfold_std']:.2f}%  "
+            f"AUC {r['auc']:.4f}  EER {100 * r['eer']:.2f}%  TAR@FAR=1e-3 {r['tar_at_far']['0.001']}"
+        )
+    print(f"report and plots in {out}")
+    return 0
+
+
+def run_eval_lfw(args: argparse.Namespace) -> int:
+    from facerec.eval.evaluate import evaluate_pairs
+    from facerec.eval.protocols import read_lfw_pairs
+    from facerec.models.io import load_embedder
+
+    root = Path(args.root)
+    pairs_file = Path(args.pairs) if args.pairs else root / "meta" / "pairs.txt"
+    pairs = read_lfw_pairs(pairs_file, root / "images")
+    if args.folds:
+        keep = np.isin(pairs.fold, args.folds)
+        pairs.left, pairs.right, pairs.same, pairs.fold = (
+            a[keep] for a in (pairs.left, pairs.right, pairs.same, pairs.fold)
+        )
+    embedder = load_embedder(args.model)
+    aligner = build_aligner(args.detector, embedder)
+    published = [Path(p) for p in args.published or []]
+    report = evaluate_pairs(
+        pairs, embedder, aligner, args.out, name=f"{embedder.name}+{args.detector}", published=published
+    )
+    return finish_eval(report, Path(args.out))
+
+
+def add_eval_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="dlib", help="'dlib' (reference model) or a facerec model.pt / checkpoint")
+    p.add_argument(
+        "--detector", default="mtcnn", help="mtcnn, dlib, dlib-native (dlib's own chips) or none (pre-aligned)"
+    )
+    p.add_argument("--out", default="runs/eval", help="folder for report.json and the plots")
+
+
+@command("eval lfw", "LFW 10-fold verification (View 2 pairs.txt, or View 1 with --pairs)")
+def _eval_lfw_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", required=True, help="LFW folder holding images/<Name>/<Name>_NNNN.jpg and meta/")
+    p.add_argument("--pairs", help="pairs file (default ROOT/meta/pairs.txt)")
+    p.add_argument("--folds", type=int, nargs="+", help="evaluate only these protocol folds (0-based)")
+    p.add_argument("--published", nargs="*", help="published ROC files to draw on the same axes")
+    add_eval_model_arguments(p)
+
+
+def run_eval_pairs(args: argparse.Namespace) -> int:
+    from facerec.eval.evaluate import evaluate_pairs
+    from facerec.eval.protocols import read_pairs_csv
+    from facerec.models.io import load_embedder
+
+    pairs = read_pairs_csv(args.csv, args.base)
+    embedder = load_embedder(args.model)
+    report = evaluate_pairs(
+        pairs, embedder, build_aligner(args.detector, embedder), args.out, name=f"{embedder.name}+{args.detector}"
+    )
+    return finish_eval(report, Path(args.out))
+
+
+@command("eval pairs", "verification on a CSV of path1,path2,label[,fold]")
+def _eval_pairs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("csv")
+    p.add_argument("--base", help="folder the CSV's relative paths start from (default: the CSV's folder)")
+    add_eval_model_arguments(p)
+
+
+def run_eval_bin(args: argparse.Namespace) -> int:
+    from facerec.eval.evaluate import evaluate_pairs
+    from facerec.eval.protocols import read_bin
+    from facerec.models.io import load_embedder
+
+    pairs = read_bin(args.bin)
+    embedder = load_embedder(args.model)
+    report = evaluate_pairs(
+        pairs, embedder, build_aligner(args.detector, embedder), args.out, name=f"{embedder.name}+{args.detector}"
+    )
+    return finish_eval(report, Path(args.out))
+
+
+@command("eval bin", "verification on an insightface .bin file (lfw.bin, cfp_fp.bin, agedb_30.bin ...)")
+def _eval_bin_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bin")
+    add_eval_model_arguments(p)
+    p.set_defaults(detector="none")
+
+
+def run_eval_identify(args: argparse.Namespace) -> int:
+    from facerec.data.datasets import ImageFolderDataset
+    from facerec.eval.identification import gallery_probe_split, identification_report
+    from facerec.eval.report import write_json
+    from facerec.eval.runner import embed_images
+    from facerec.models.io import load_embedder
+
+    dataset = ImageFolderDataset(args.root)
+    embedder = load_embedder(args.model)
+    emb = embed_images(dataset.paths, embedder, build_aligner(args.detector, embedder)).get(args.flip)
+    split = gallery_probe_split(dataset.labels, args.seed, args.gallery_images, args.unenrolled)
+    report = identification_report(emb, dataset.labels, split)
+    write_json(Path(args.out) / "identification.json", {"model": embedder.name, "seed": args.seed, **report})
+    print(
+        f"rank-1 {100 * report['rank1']:.2f}%  rank-5 {100 * report['rank5']:.2f}%  "
+        f"({report['mated_probes']} mated probes, {report['gallery_identities']} enrolled identities)"
+    )
+    if "fnir_at_fpir" in report:
+        print("FNIR at FPIR:", report["fnir_at_fpir"])
+    return 0
+
+
+@command("eval identify", "closed- and open-set identification on an identity-folder tree")
+def _eval_identify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", required=True, help="root/<identity>/<image>")
+    p.add_argument("--seed", type=int, default=0, help="seed of the gallery/probe split")
+    p.add_argument("--gallery-images", type=int, default=1, help="images per identity enrolled")
+    p.add_argument("--unenrolled", type=float, default=0.3, help="fraction of identities kept out (non-mated)")
+    p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+    add_eval_model_arguments(p)
+
+
+# ---- verify / enroll / identify ----------------------------------------------------------
+def recognizer(args: argparse.Namespace) -> Any:
+    from facerec.serve.api import FaceRecognizer
+
+    return FaceRecognizer(args.model, args.detector, threshold=args.threshold)
+
+
+def add_use_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="dlib", help="'dlib' or a facerec model.pt")
+    p.add_argument("--detector", default="mtcnn", help="mtcnn or dlib")
+    p.add_argument("--threshold", type=float, help="cosine threshold (default: calibrated on LFW)")
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    result = recognizer(args).verify(args.image1, args.image2)
+    verdict = "same person" if result.same else "different people"
+    print(f"score {result.score:.4f} (threshold {result.threshold:.4f}): {verdict}")
+    return 0 if result.same else 1
+
+
+@command("verify", "are two face images the same person? (exit 0 yes, 1 no, 2 error)")
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image1")
+    p.add_argument("image2")
+    add_use_arguments(p)
+
+
+def run_enroll(args: argparse.Namespace) -> int:
+    from facerec.align.pipeline import NoFaceError, image_files
+    from facerec.serve.gallery import Gallery
+
+    rec = recognizer(args)
+    path = Path(args.gallery)
+    gallery = Gallery.load(path) if path.exists() else Gallery(rec.embedder.name)
+    if gallery.model != rec.embedder.name:
+        raise FacerecError(f"gallery {path} holds '{gallery.model}' embeddings, not '{rec.embedder.name}'")
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise FacerecError(f"folder not found: {root}")
+    added, skipped = 0, []
+    for image in image_files(root):
+        name = args.name or image.parent.name
+        try:
+            gallery.add(name, rec.represent(image), str(image))
+            added += 1
+        except NoFaceError as exc:
+            skipped.append(str(exc))
+    for line in skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    if not added:
+        raise FacerecError(f"nothing enrolled from {root}: no image with a face")
+    gallery.save(path)
+    print(f"enrolled {added} images ({len(set(gallery.names))} people in {path}); {len(skipped)} skipped")
+    return 0
+
+
+@command("enroll", "add faces to a gallery: DIR/<person>/<image> (or DIR of one person with --name)")
+def _enroll_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir")
+    p.add_argument("--gallery", default="gallery.npz")
+    p.add_argument("--name", help="all images of DIR belong to this person")
+    add_use_arguments(p)
+
+
+def run_identify(args: argparse.Namespace) -> int:
+    from facerec.serve.gallery import Gallery
+
+    rec = recognizer(args)
+    gallery = Gallery.load(args.gallery)
+    if gallery.model != rec.embedder.name:
+        raise FacerecError(f"gallery {args.gallery} holds '{gallery.model}' embeddings, not '{rec.embedder.name}'")
+    matches = gallery.search(rec.represent(args.image), args.top)
+    best_name, best_score = matches[0]
+    known = best_score >= rec.threshold
+    print(f"{best_name if known else 'unknown'} (best score {best_score:.4f}, threshold {rec.threshold:.4f})")
+    for name, score in matches:
+        print(f"  {name:30s} {score:.4f}")
+    return 0 if known else 1
+
+
+@command("identify", "who is this? search a gallery (exit 0 known, 1 unknown, 2 error)")
+def _identify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image")
+    p.add_argument("--gallery", default="gallery.npz")
+    p.add_argument("--top", type=int, default=5)
+    add_use_arguments(p)
+
+
+# ---- align -------------------------------------------------------------------------------
+def run_align(args: argparse.Namespace) -> int:
+    from facerec.align.pipeline import AlignPolicy, align_tree
+
+    policy = AlignPolicy(several=args.several, missing=args.missing)
+    summary = align_tree(args.src, args.dst, args.detector, args.template, None, policy, args.workers)
+    print(json.dumps(summary, indent=1))
+    if summary["failed"]:
+        print(f"{summary['failed']} images failed: see {Path(args.dst) / 'failures.tsv'}", file=sys.stderr)
+    return 0
+
+
+@command("align", "detect, align and crop every image of an identity-folder tree (resumable)")
+def _align_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--detector", default="mtcnn", help="mtcnn or dlib")
+    p.add_argument("--template", default="arcface_112", help="arcface_112 or arcface_112x96")
+    p.add_argument("--several", default="central", help="several faces: central, largest or best")
+    p.add_argument("--missing", default="skip", help="no face: skip (logged) or center (centre crop)")
+    p.add_argument("--workers", type=int, default=2)
+
+
 # ---- synth / configs / components --------------------------------------------------------
 def run_synth(args: argparse.Namespace) -> int:
     from facerec.data.synthetic import SyntheticFaces
@@ -170,8 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facerec", description="Deep face recognition toolkit.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
     for name, (handler, add_arguments, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        target, leaf = sub, name
+        if " " in name:  # "eval lfw": a sub-command of the 'eval' group
+            group, leaf = name.split(" ", 1)
+            if group not in groups:
+                gp = sub.add_parser(group, help=f"{group} commands")
+                groups[group] = gp.add_subparsers(dest=f"{group}_command", required=True)
+            target = groups[group]
+        p = target.add_parser(leaf, help=help_text, description=help_text)
         add_arguments(p)
         p.set_defaults(handler=handler)
     return parser

@@ -41,9 +41,7 @@ def shape_predictor(points: int) -> Any:
 
 def five_points_from_68(parts: np.ndarray) -> np.ndarray:
     """Eye centres, nose tip and mouth corners from the 68-point (iBUG) layout."""
-    return np.stack(
-        [parts[36:42].mean(0), parts[42:48].mean(0), parts[30], parts[48], parts[54]]
-    )
+    return np.stack([parts[36:42].mean(0), parts[42:48].mean(0), parts[30], parts[48], parts[54]])
 
 
 def shape_points(shape: Any) -> np.ndarray:
@@ -71,3 +69,37 @@ class DlibHOG:
             box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float64)
             faces.append(Face(box=box, score=float(score), landmarks=five_points_from_68(parts)))
         return faces
+
+
+class DlibNativeAligner:
+    """dlib's own pipeline, as face_recognition runs it: HOG detection, the 5-point predictor
+    and `get_face_chip(size=150, padding=0.25)`. With no detection, the shape is predicted in
+    a centred box covering `center_fraction` of the shorter side (so every image is scored)."""
+
+    def __init__(self, upsample: int = 1, center_fraction: float = 0.45) -> None:
+        self.dlib = dlib_module()
+        self.detector = self.dlib.get_frontal_face_detector()
+        self.upsample, self.center_fraction = upsample, center_fraction
+
+    def align(self, image: np.ndarray) -> Any:
+        from facerec.align.pipeline import Aligned, choose_face
+
+        image = np.ascontiguousarray(image)
+        rects, scores, _ = self.detector.run(image, self.upsample, 0.0)
+        face = None
+        if len(rects):
+            faces = [
+                Face(np.array([r.left(), r.top(), r.right(), r.bottom()], float), float(s), np.zeros((5, 2)))
+                for r, s in zip(rects, scores, strict=True)
+            ]
+            face = choose_face(faces, image.shape, "central")
+            rect = self.dlib.rectangle(*[int(v) for v in face.box])
+        else:
+            h, w = image.shape[:2]
+            side = self.center_fraction * min(h, w)
+            rect = self.dlib.rectangle(
+                int((w - side) / 2), int((h - side) / 2), int((w + side) / 2), int((h + side) / 2)
+            )
+        shape = shape_predictor(5)(image, rect)
+        chip = np.asarray(self.dlib.get_face_chip(image, shape, size=150, padding=0.25))
+        return Aligned(chip, face, len(rects))

@@ -216,7 +216,10 @@ class MTCNN:
         pick = nms(boxes, scores, 0.7, mode="min")
         landmarks = torch.stack([lx, ly], 2)
         return [
-            Face(box=boxes[i].cpu().numpy().astype(np.float64), score=float(scores[i]),
-                 landmarks=landmarks[i].cpu().numpy().astype(np.float64))
+            Face(
+                box=boxes[i].cpu().numpy().astype(np.float64),
+                score=float(scores[i]),
+                landmarks=landmarks[i].cpu().numpy().astype(np.float64),
+            )
             for i in pick.tolist()
         ]

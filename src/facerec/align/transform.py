@@ -50,8 +50,12 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
     return np.asarray(out)
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, template: str | np.ndarray = "arcface_112",
-               size: tuple[int, int] | None = None) -> np.ndarray:
+def align_face(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    template: str | np.ndarray = "arcface_112",
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Crop of `image` with the five landmarks moved onto the template by a similarity."""
     if isinstance(template, str):
         points, default_size = TEMPLATES[template]

@@ -14,7 +14,7 @@ from facerec.config import AugmentConfig
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 HWC RGB -> float CHW in [-1, 1] (the normalisation every facerec model expects)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
     return x.div_(127.5).sub_(1.0)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from facerec.align.transform import ARCFACE_112
 from facerec.errors import FacerecError
 
 
@@ -25,6 +28,26 @@ def export_model(path: str | Path, backbone: nn.Module, model_cfg: dict[str, Any
     torch.save(payload, tmp)
     tmp.replace(path)
     return path
+
+
+@dataclass
+class Embedder:
+    """An embedding network with the alignment its input expects."""
+
+    net: nn.Module
+    input_size: int
+    template: np.ndarray  # five landmark positions in the (input_size x input_size) crop
+    name: str
+
+
+def load_embedder(spec: str | Path, device: str | torch.device = "cpu") -> Embedder:
+    """'dlib' for the reference model, else a facerec model file or checkpoint."""
+    if str(spec) == "dlib":
+        from facerec.models.reference import DLIB_150, DlibResNet
+
+        return Embedder(DlibResNet(), 150, DLIB_150, "dlib")
+    net, size = load_model(spec, device)
+    return Embedder(net, size, ARCFACE_112 * size / 112.0, Path(spec).stem)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
