@@ -14,7 +14,11 @@ from facerec.align.transform import ARCFACE_112
 from facerec.errors import FacerecError
 
 
-def export_model(path: str | Path, backbone: nn.Module, model_cfg: dict[str, Any], image_size: int) -> Path:
+def export_model(
+    path: str | Path, backbone: nn.Module, model_cfg: dict[str, Any], image_size: int, threshold: float | None = None
+) -> Path:
+    """A self-contained model file; `threshold` is the cosine 'same person' threshold measured
+    on held-out identities, used by verify/identify when the user gives none."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -23,6 +27,7 @@ def export_model(path: str | Path, backbone: nn.Module, model_cfg: dict[str, Any
         "model": model_cfg,
         "image_size": image_size,
         "state_dict": backbone.state_dict(),
+        "threshold": threshold,
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
@@ -38,6 +43,7 @@ class Embedder:
     input_size: int
     template: np.ndarray  # five landmark positions in the (input_size x input_size) crop
     name: str
+    threshold: float | None = None  # calibrated 'same person' cosine threshold, when known
 
 
 def load_embedder(spec: str | Path, device: str | torch.device = "cpu") -> Embedder:
@@ -46,12 +52,17 @@ def load_embedder(spec: str | Path, device: str | torch.device = "cpu") -> Embed
         from facerec.models.reference import DLIB_150, DlibResNet
 
         return Embedder(DlibResNet(), 150, DLIB_150, "dlib")
-    net, size = load_model(spec, device)
-    return Embedder(net, size, ARCFACE_112 * size / 112.0, Path(spec).stem)
+    net, size, threshold = load_model_file(spec, device)
+    return Embedder(net, size, ARCFACE_112 * size / 112.0, Path(spec).stem, threshold)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
     """Load an exported model or a training checkpoint; returns (backbone in eval mode, input size)."""
+    net, size, _ = load_model_file(path, device)
+    return net, size
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int, float | None]:
     from facerec.models import build_backbone
 
     path = Path(path)
@@ -65,10 +76,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         cfg = payload["config"]
         model_cfg, size = cfg["model"], cfg["data"]["image_size"]
         state = {k[len("backbone.") :]: v for k, v in payload["net"].items() if k.startswith("backbone.")}
+        threshold = None
     elif isinstance(payload, dict) and payload.get("format") == "facerec-model":
         model_cfg, size, state = payload["model"], payload["image_size"], payload["state_dict"]
+        threshold = payload.get("threshold")
     else:
         raise FacerecError(f"{path} is not a facerec model or checkpoint")
     backbone = build_backbone(model_cfg["name"], model_cfg["embedding_size"], size, model_cfg.get("options"))
     backbone.load_state_dict(state)
-    return backbone.to(device).eval(), size
+    return backbone.to(device).eval(), size, threshold

@@ -12,6 +12,7 @@ import torch
 from facerec.align.pipeline import DETECTORS, Aligner, AlignPolicy, NoFaceError
 from facerec.data.datasets import decode_image
 from facerec.data.transforms import to_tensor
+from facerec.errors import FacerecError
 from facerec.models.io import load_embedder
 
 # Cosine thresholds for 'same person', calibrated on LFW View 2 (mean of the ten fold
@@ -43,8 +44,11 @@ class FaceRecognizer:
     def default_threshold(self, model: str, detector: str) -> float:
         if (model, detector) in CALIBRATED_THRESHOLDS:
             return CALIBRATED_THRESHOLDS[(model, detector)]
-        stored = getattr(self.embedder, "threshold", None)
-        return float(stored) if stored is not None else 0.5
+        if self.embedder.threshold is not None:
+            return self.embedder.threshold
+        raise FacerecError(
+            f"no calibrated threshold for model '{model}' with detector '{detector}': pass one (--threshold)"
+        )
 
     @torch.no_grad()
     def represent(self, image: str | Path | np.ndarray) -> np.ndarray:

@@ -322,7 +322,7 @@ class Trainer:
         """10-fold verification accuracy on random pairs of held-out identities (flip TTA)."""
         emb = embed_dataset(self.net["backbone"], dataset, 256, self.device, flip=True)
         res = verify_embeddings(emb, dataset.labels, num_pairs, seed=self.cfg.train.seed)
-        return {"accuracy": res.accuracy, "accuracy_std": res.std}
+        return {"accuracy": res.accuracy, "accuracy_std": res.std, "threshold": float(np.mean(res.thresholds))}
 
     def finish(self, results: dict[str, Any]) -> None:
         m = self.cfg.model
@@ -331,6 +331,7 @@ class Trainer:
             self.net["backbone"],
             {"name": m.name, "embedding_size": m.embedding_size, "options": m.options},
             self.cfg.data.image_size,
+            threshold=results.get("val_threshold"),
         )
         (self.out / "results.json").write_text(json.dumps(results, indent=2))
         with contextlib.suppress(Exception):  # a plot must never lose a finished run

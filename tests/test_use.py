@@ -1,0 +1,78 @@
+"""verify / enroll / identify: the gallery on its own, and the commands on real LFW faces."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facerec.cli import main
+from facerec.errors import FacerecError
+from facerec.serve.gallery import Gallery
+from test_align import LFW, needs_dlib, needs_lfw, needs_mtcnn
+
+
+def unit(v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_gallery_search_ranks_people_by_their_best_image(tmp_path):
+    g = Gallery("m")
+    g.add("ann", unit([1, 0, 0]), "a1")
+    g.add("ann", unit([0, 1, 0]), "a2")
+    g.add("bob", unit([1, 1, 0]), "b1")
+    results = g.search(unit([0.1, 1, 0]), top=2)
+    assert [name for name, _ in results] == ["ann", "bob"]
+    assert results[0][1] == pytest.approx(float(unit([0.1, 1, 0]) @ unit([0, 1, 0])), rel=1e-6)
+    g.save(tmp_path / "g.npz")
+    loaded = Gallery.load(tmp_path / "g.npz")
+    assert loaded.names == g.names and np.array_equal(loaded.embeddings, g.embeddings)
+    with pytest.raises(FacerecError, match="embedding size 2 differs"):
+        g.add("cy", unit([1, 0]), "c")
+
+
+def test_empty_or_missing_gallery():
+    with pytest.raises(FacerecError, match="the gallery is empty"):
+        Gallery("m").search(unit([1, 0]))
+    with pytest.raises(FacerecError, match="gallery not found"):
+        Gallery.load("no/such/gallery.npz")
+
+
+def lfw(name: str, number: int) -> str:
+    return str(LFW / "images" / name / f"{name}_{number:04d}.jpg")
+
+
+@needs_lfw
+@needs_mtcnn
+@needs_dlib
+def test_verify_command(tmp_path, capsys):
+    assert main(["verify", lfw("George_W_Bush", 1), lfw("George_W_Bush", 2)]) == 0
+    assert "same person" in capsys.readouterr().out
+    assert main(["verify", lfw("George_W_Bush", 1), lfw("Serena_Williams", 1)]) == 1
+    assert "different people" in capsys.readouterr().out
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((120, 120, 3), 128, dtype=np.uint8)).save(blank)
+    assert main(["verify", lfw("George_W_Bush", 1), str(blank)]) == 2
+    err = capsys.readouterr().err
+    assert "no face detected in" in err and "blank.png" in err
+
+
+@needs_lfw
+@needs_mtcnn
+@needs_dlib
+def test_enroll_then_identify(tmp_path, capsys):
+    people = {"Colin_Powell": (1, 2), "Serena_Williams": (1, 2), "Tony_Blair": (1, 2)}
+    for name, numbers in people.items():
+        (tmp_path / "people" / name).mkdir(parents=True)
+        for n in numbers:
+            shutil.copy(lfw(name, n), tmp_path / "people" / name)
+    gallery = str(tmp_path / "g.npz")
+    assert main(["enroll", str(tmp_path / "people"), "--gallery", gallery]) == 0
+    assert "enrolled 6 images (3 people" in capsys.readouterr().out
+    assert main(["identify", lfw("Tony_Blair", 5), "--gallery", gallery]) == 0
+    assert capsys.readouterr().out.startswith("Tony_Blair")
+    assert main(["identify", lfw("Gerhard_Schroeder", 1), "--gallery", gallery]) == 1
+    assert capsys.readouterr().out.startswith("unknown")
