@@ -365,6 +365,22 @@ def _align_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2)
 
 
+# ---- checkpoints -------------------------------------------------------------------------
+def run_checkpoint_convert(args: argparse.Namespace) -> int:
+    from facerec.train.convert import convert
+
+    written = convert(Path(args.checkpoint), args.world_size, Path(args.out))
+    print(f"wrote {len(written)} file(s) for {args.world_size} process(es) to {args.out}")
+    return 0
+
+
+@command("checkpoint convert", "re-shard a Partial FC checkpoint for another number of processes (1: one file)")
+def _checkpoint_convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="any rank's file of the step, e.g. runs/x/checkpoints/checkpoint_00001000.pt")
+    p.add_argument("--world-size", type=int, required=True)
+    p.add_argument("--out", required=True, help="folder for the converted files (e.g. a new run's checkpoints/)")
+
+
 # ---- synth / configs / components --------------------------------------------------------
 def run_synth(args: argparse.Namespace) -> int:
     from facerec.data.synthetic import SyntheticFaces

@@ -94,6 +94,7 @@ class ScheduleConfig:
 class TrainConfig:
     epochs: int = 1
     max_steps: int = 0  # 0: epochs decide
+    stop_after: int = 0  # stop this invocation after N steps (the schedule still spans the whole run)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from facerec.heads import margin, metric  # noqa: F401  (registers)
+from facerec.heads import margin, metric, partial_fc  # noqa: F401  (registers)
 from facerec.heads.registry import LOSSES
 
 # Losses that compare pairs inside a batch need several images per identity in each batch.

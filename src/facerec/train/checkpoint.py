@@ -12,7 +12,12 @@ import torch
 
 from facerec.errors import TrainingError
 
-PATTERN = re.compile(r"checkpoint_(\d+)\.pt$")
+PATTERN = re.compile(r"checkpoint_(\d+)(?:\.rank(\d+))?\.pt$")
+
+
+def checkpoint_name(step: int, rank: int = 0) -> str:
+    """checkpoint_<step>.pt for rank 0 (and single-process runs), checkpoint_<step>.rank<r>.pt else."""
+    return f"checkpoint_{step:08d}.pt" if rank == 0 else f"checkpoint_{step:08d}.rank{rank}.pt"
 
 
 def rng_state() -> dict[str, Any]:
@@ -30,23 +35,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], keep: int) -> Path:
-    """Write checkpoint_<step>.pt atomically (tmp + rename), keep the newest `keep`."""
+def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], keep: int, rank: int = 0) -> Path:
+    """Write this rank's checkpoint atomically (tmp + rename), keep its newest `keep`."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"checkpoint_{step:08d}.pt"
-    tmp = path.with_suffix(".pt.tmp")
+    path = directory / checkpoint_name(step, rank)
+    tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
-    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+    for old in list_checkpoints(directory, rank)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
 
 
-def list_checkpoints(directory: Path) -> list[Path]:
+def list_checkpoints(directory: Path, rank: int = 0) -> list[Path]:
+    """This rank's checkpoints, oldest first."""
     if not directory.is_dir():
         return []
-    found = [p for p in directory.iterdir() if PATTERN.search(p.name)]
-    return sorted(found, key=lambda p: int(PATTERN.search(p.name).group(1)))
+    found = []
+    for p in directory.iterdir():
+        m = PATTERN.search(p.name)
+        if m and int(m.group(2) or 0) == rank:
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from facerec.data import build_datasets
 from facerec.data.datasets import FaceDataset
 from facerec.data.samplers import PKBatchSampler, ResumableBatchSampler, ShuffleBatchSampler
 from facerec.data.transforms import Augment
+from facerec.distributed import all_reduce_sum_hook, init_from_env
 from facerec.errors import ConfigError, TrainingError
 from facerec.eval.embed import embed_dataset
 from facerec.eval.verification import verify_embeddings
 from facerec.heads import PAIRWISE_LOSSES, build_loss
+from facerec.heads.partial_fc import PartialFC
 from facerec.models import build_backbone
 from facerec.models.io import export_model
 from facerec.train import checkpoint as ckpt
@@ -65,6 +68,10 @@ class Trainer:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed)
         self.device = pick_device(t.device)
+        self.dist = init_from_env(self.device)
+        if self.device.type == "cuda" and self.dist.distributed:
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
         self.out = Path(t.output_dir)
         self.train_set, self.val_set = build_datasets(cfg.data, t.seed, progress=t.progress)
         self.train_set.augment = Augment(cfg.data.augment)
@@ -73,6 +80,7 @@ class Trainer:
         if t.init_from:
             self._init_from(Path(t.init_from))
         self.frozen = self._freeze()
+        self.backbone_fn, self.losses_fn = self._parallel_wrappers()
         self.optimizer = build_optimizer(self._param_groups(), cfg.optim)
         self.total_steps = t.max_steps or t.epochs * len(self.sampler)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.total_steps)
@@ -88,11 +96,15 @@ class Trainer:
                 f"loss '{next(n for n in names if n in PAIRWISE_LOSSES)}' compares images of one "
                 "identity inside a batch: set data.sampler: pk"
             )
+        world = self.dist.world_size  # data.batch_size is per process; ranks share one global batch
+        sampler: ResumableBatchSampler
         if d.sampler == "pk":
-            return PKBatchSampler(dataset.labels, d.batch_size, d.images_per_identity_in_batch, seed)
-        if d.sampler == "random":
-            return ShuffleBatchSampler(len(dataset), d.batch_size, seed)
-        raise ConfigError(f"data.sampler must be 'random' or 'pk', got '{d.sampler}'")
+            sampler = PKBatchSampler(dataset.labels, d.batch_size * world, d.images_per_identity_in_batch, seed)
+        elif d.sampler == "random":
+            sampler = ShuffleBatchSampler(len(dataset), d.batch_size * world, seed)
+        else:
+            raise ConfigError(f"data.sampler must be 'random' or 'pk', got '{d.sampler}'")
+        return RankSlice(sampler, self.dist.rank, world) if world > 1 else sampler
 
     def _build_net(self) -> nn.ModuleDict:
         m, n = self.cfg.model, self.train_set.num_classes
@@ -100,6 +112,29 @@ class Trainer:
         head = build_loss(self.cfg.head.name, m.embedding_size, n, self.cfg.head.options)
         aux = nn.ModuleList(build_loss(a.name, m.embedding_size, n, a.options) for a in self.cfg.aux_losses)
         return nn.ModuleDict({"backbone": backbone, "head": head, "aux": aux})
+
+    def _parallel_wrappers(self) -> tuple[nn.Module, nn.Module]:
+        """Modules the step calls: the plain ones, or DDP wrappers when several processes train.
+
+        A sharded head (Partial FC) returns the mean loss over the global batch on every rank, so
+        the backbone's gradients are summed across ranks (not averaged). A replicated head
+        returns a local mean: backbone and head gradients are averaged, DDP's default.
+        """
+        losses = LossTerms(self.cfg, self.net["head"], self.net["aux"])
+        if not self.dist.distributed:
+            return self.net["backbone"], losses
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        backbone = DDP(self.net["backbone"], device_ids=ids)
+        if isinstance(self.net["head"], PartialFC):
+            if any(p.requires_grad for p in self.net["aux"].parameters()):
+                raise ConfigError("auxiliary losses with parameters (center loss) are not supported with partial_fc")
+            backbone.register_comm_hook(None, all_reduce_sum_hook)
+            return backbone, losses
+        if any(p.requires_grad for p in losses.parameters()):
+            return backbone, DDP(losses, device_ids=ids)
+        return backbone, losses
 
     def _init_from(self, path: Path) -> None:
         """Start from another run's weights (fine-tuning); the head only if its shape fits."""
@@ -164,19 +199,34 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": ckpt.rng_state(),
             "config": self.cfg.to_dict(),
+            "world_size": self.dist.world_size,
+            "rank": self.dist.rank,
+            "head_weight_optimizer_index": self._optimizer_index(getattr(self.net["head"], "weight", None)),
         }
 
+    def _optimizer_index(self, param: torch.Tensor | None) -> int | None:
+        """Position of a parameter in the optimizer's state (for converting sharded checkpoints)."""
+        flat = [p for group in self.optimizer.param_groups for p in group["params"]]
+        return next((i for i, p in enumerate(flat) if p is param), None)
+
     def save(self) -> Path:
-        return ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.state(), self.cfg.train.keep_checkpoints)
+        return ckpt.save_checkpoint(
+            self.out / "checkpoints", self.step, self.state(), self.cfg.train.keep_checkpoints, self.dist.rank
+        )
 
     def resume(self, path: Path | None = None) -> bool:
         """Restore the newest (or the given) checkpoint; False when there is none."""
         if path is None:
-            found = ckpt.list_checkpoints(self.out / "checkpoints")
+            found = ckpt.list_checkpoints(self.out / "checkpoints", self.dist.rank)
             if not found:
                 return False
             path = found[-1]
         payload = ckpt.load_checkpoint(path)
+        if payload.get("world_size", 1) != self.dist.world_size:
+            raise TrainingError(
+                f"checkpoint {path} was written by {payload.get('world_size', 1)} processes, this run has "
+                f"{self.dist.world_size}: convert it with `facerec checkpoint convert`"
+            )
         for key in ("model", "head", "aux_losses"):
             if payload["config"][key] != self.cfg.to_dict()[key]:
                 raise TrainingError(
@@ -204,18 +254,14 @@ class Trainer:
 
     def compute_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         with self.autocast():
-            emb = self.net["backbone"](images)
-        emb = emb.float()  # margins and softmax in fp32 whatever the backbone precision
-        parts = {self.cfg.head.name: self.cfg.head.weight * self.net["head"](emb, labels)}
-        for cfg, loss in zip(self.cfg.aux_losses, self.net["aux"], strict=True):
-            parts[cfg.name] = cfg.weight * loss(emb, labels)
-        total = sum(parts.values())
-        return total, {k: float(v.detach()) for k, v in parts.items()}
+            emb = self.backbone_fn(images)
+        total, parts = self.losses_fn(emb.float(), labels)  # margins and softmax in fp32
+        return total, {k: float(v) for k, v in parts.items()}
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
         loss, parts = self.compute_loss(images.to(self.device), labels.to(self.device))
-        if not torch.isfinite(loss):
+        if not all_ranks_true(bool(torch.isfinite(loss)), self.device):  # every rank skips, or none
             self._bad_step(f"loss is {float(loss)} ({', '.join(f'{k}={v:.4g}' for k, v in parts.items())})")
             return float("nan")
         self.scaler.scale(loss).backward()
@@ -228,6 +274,15 @@ class Trainer:
             self._bad_step(f"gradient norm is {float(grad_norm)} at loss {float(loss):.4g}")
             return float("nan")
         self.scaler.step(self.optimizer)  # fp16: skips the step itself on inf/nan gradients
+        head = self.net["head"]
+        if isinstance(head, PartialFC):  # sampled class centres: updated outside the optimizer
+            o = self.cfg.optim
+            head.sparse_step(
+                self.optimizer.param_groups[0]["lr"] * o.head_lr_scale,
+                o.momentum,
+                o.weight_decay,
+                grad_scale=self.scaler.get_scale() if self.scaler.is_enabled() else 1.0,
+            )
         self.scaler.update()
         self.bad_steps = 0
         return float(loss.detach())
@@ -247,70 +302,88 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict[str, Any]:
         self.batch_in_epoch = 0
         resumed = resume and self.resume()
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.cfg.dump(self.out / "config.yaml")
-        logger = MetricLogger(self.out, append=resumed)
-        # The loader gets its own generator: drawing its base seed from the global RNG would
-        # make a loader created on resume shift the dropout masks that follow.
-        loader_kwargs = {
-            "num_workers": self.cfg.data.num_workers,
-            "pin_memory": self.device.type == "cuda",
-            "generator": torch.Generator().manual_seed(self.cfg.train.seed),
-        }
-        bs = self.cfg.data.batch_size
-        bar = tqdm(
-            total=self.total_steps * bs,
-            initial=self.step * bs,
-            unit="img",
-            unit_scale=True,
-            desc="training",
-            disable=not self.cfg.train.progress,
-            dynamic_ncols=True,
-            mininterval=0.5 if sys.stderr.isatty() else 30.0,
-        )  # keep CI logs short
-        tick, seen = time.perf_counter(), 0
+        main = self.dist.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.cfg.dump(self.out / "config.yaml")
+        logger = MetricLogger(self.out, append=resumed) if main else None
+        bar = self._progress_bar(enabled=main and self.cfg.train.progress)
+        stop_at = self.step + self.cfg.train.stop_after if self.cfg.train.stop_after else self.total_steps
+        self._window = (time.perf_counter(), 0)
         try:
-            while self.step < self.total_steps:
-                self.sampler.set_position(self.epoch, self.batch_in_epoch)
-                loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=self.sampler, **loader_kwargs)
-                for images, labels in loader:
+            while self.step < min(stop_at, self.total_steps):
+                for images, labels in self._epoch_loader():
                     self._set_train_mode()
                     loss = self.train_step(images, labels)
                     self.scheduler.step()
                     self.step += 1
                     self.batch_in_epoch += 1
-                    seen += len(labels)
-                    bar.update(len(labels))
-                    bar.set_postfix(
-                        loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.3g}", epoch=self.epoch, refresh=False
-                    )
-                    if self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps:
-                        now = time.perf_counter()
-                        logger.log(
-                            {
-                                "step": self.step,
-                                "epoch": self.epoch,
-                                "loss": loss,
-                                "lr": self.scheduler.get_last_lr()[0],
-                                "images_per_s": seen / max(now - tick, 1e-9),
-                            }
-                        )
-                        tick, seen = now, 0
-                    if self.batch_in_epoch == len(self.sampler):
-                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                    if self.step % self.cfg.train.checkpoint_every == 0 or self.step == self.total_steps:
-                        self.save()
-                    if self.cfg.train.eval_every and self.step % self.cfg.train.eval_every == 0:
-                        logger.log({"step": self.step, **self.evaluate_prefixed()})
-                    if self.step >= self.total_steps:
+                    bar.update(len(labels) * self.dist.world_size)
+                    lr = self.scheduler.get_last_lr()[0]
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", epoch=self.epoch, refresh=False)
+                    self._after_step(loss, len(labels), logger)
+                    if self.step >= min(stop_at, self.total_steps):
                         break
         finally:
             bar.close()
-        results = {"step": self.step, **self.evaluate_prefixed()}
-        logger.log(results)
-        logger.close()
-        self.finish(results)
+        if self.step < self.total_steps:  # stopped early on purpose (train.stop_after): keep the work
+            self.save()
+            if logger is not None:
+                logger.close()
+            return {"step": self.step, "stopped_early": True}
+        results = {"step": self.step, **self.evaluate_prefixed()} if main else {"step": self.step}
+        if logger is not None:
+            logger.log(results)
+            logger.close()
+            self.finish(results)
+        if self.dist.distributed:
+            torch.distributed.barrier()
         return results
+
+    def _progress_bar(self, enabled: bool) -> tqdm:
+        images = self.cfg.data.batch_size * self.dist.world_size
+        return tqdm(
+            total=self.total_steps * images,
+            initial=self.step * images,
+            unit="img",
+            unit_scale=True,
+            desc="training",
+            disable=not enabled,
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # keep CI logs short
+        )
+
+    def _epoch_loader(self) -> torch.utils.data.DataLoader:
+        """The loader over the rest of the current epoch. It gets its own generator: drawing its
+        base seed from the global RNG would make a loader created on resume shift the dropout
+        masks that follow."""
+        self.sampler.set_position(self.epoch, self.batch_in_epoch)
+        return torch.utils.data.DataLoader(
+            self.train_set,
+            batch_sampler=self.sampler,
+            num_workers=self.cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.cfg.train.seed),
+        )
+
+    def _after_step(self, loss: float, batch: int, logger: MetricLogger | None) -> None:
+        """Logging, epoch bookkeeping, checkpoints and periodic evaluation after a step."""
+        t = self.cfg.train
+        start, seen = self._window
+        seen += batch * self.dist.world_size
+        if logger is not None and (self.step % t.log_every == 0 or self.step == self.total_steps):
+            now = time.perf_counter()
+            lr = self.scheduler.get_last_lr()[0]
+            rate = seen / max(now - start, 1e-9)
+            logger.log({"step": self.step, "epoch": self.epoch, "loss": loss, "lr": lr, "images_per_s": rate})
+            start, seen = now, 0
+        self._window = (start, seen)
+        if self.batch_in_epoch == len(self.sampler):
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if self.step % t.checkpoint_every == 0 or self.step == self.total_steps:
+            self.save()
+        if t.eval_every and self.step % t.eval_every == 0 and logger is not None:
+            logger.log({"step": self.step, **self.evaluate_prefixed()})
 
     def evaluate_prefixed(self) -> dict[str, float]:
         if self.val_set is None:
@@ -339,5 +412,49 @@ class Trainer:
         log.info("finished at step %d: %s", self.step, results)
 
 
+class LossTerms(nn.Module):
+    """The head plus the weighted auxiliary losses: (total, detached parts by name)."""
+
+    def __init__(self, cfg: Config, head: nn.Module, aux: nn.ModuleList) -> None:
+        super().__init__()
+        self.names = [cfg.head.name] + [a.name for a in cfg.aux_losses]
+        self.weights = [cfg.head.weight] + [a.weight for a in cfg.aux_losses]
+        self.terms = nn.ModuleList([head, *aux])
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts = {n: w * term(emb, labels) for n, w, term in zip(self.names, self.weights, self.terms, strict=True)}
+        return sum(parts.values()), {k: v.detach() for k, v in parts.items()}
+
+
+class RankSlice:
+    """This rank's contiguous share of every global batch of a resumable batch sampler."""
+
+    def __init__(self, sampler: ResumableBatchSampler, rank: int, world_size: int) -> None:
+        self.sampler, self.rank, self.world_size = sampler, rank, world_size
+
+    def set_position(self, epoch: int, batch: int = 0) -> None:
+        self.sampler.set_position(epoch, batch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.sampler:
+            per = len(batch) // self.world_size
+            yield batch[self.rank * per : (self.rank + 1) * per]
+
+
+def all_ranks_true(flag: bool, device: torch.device) -> bool:
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+    return bool(value.item())
+
+
 def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
-    return Trainer(cfg).fit(resume=resume)
+    try:
+        return Trainer(cfg).fit(resume=resume)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

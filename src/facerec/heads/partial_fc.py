@@ -1,0 +1,191 @@
+"""Partial FC (An et al., "Partial FC: Training 10 Million Identities on a Single Machine").
+
+The class-centre matrix is sharded over the ranks of the process group (rank r holds a
+contiguous block of classes). Each step:
+
+1. the embeddings (and labels) of the global batch are all-gathered, with gradient;
+2. each rank samples its classes: every positive (a class of the global batch that it holds)
+   plus random negatives up to `sample_rate` x its class count; sample_rate = 1 keeps all
+   classes and is exactly the full softmax;
+3. cosine logits against the sampled centres, the combined margin psi(theta; m1, m2, m3) on
+   the target logit inside autograd (exact gradient), scale s;
+4. a softmax cross-entropy whose normaliser is built with an all-reduce of the row maxima and
+   of the sums of exponentials, so each rank only ever holds its own logits.
+
+The loss is the mean over the global batch, identical on every rank.
+
+Updates (`update`):
+- 'sparse' (default): the centres are not optimizer parameters; `sparse_step` applies SGD with
+  momentum and weight decay to the sampled rows only. Momentum and weight decay are lazy per
+  row: a row's momentum buffer and its decay advance only on the steps that sample it. Cost per
+  step: O(r * C_local * d). With sample_rate = 1 this is exactly torch.optim.SGD.
+- 'dense': the centres are an nn.Parameter handled by the run's optimizer, which (like
+  arcface_torch's PartialFC_V2) receives a dense gradient and rewrites every row each step
+  (momentum, weight decay): O(C_local * d) whatever the sample rate. Kept to compare against.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from facerec.distributed import current, shard_range
+from facerec.heads.margin import combined_margin
+from facerec.heads.registry import LOSSES
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's tensor; the backward pass sums the gradients back to their rank."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous()))
+
+
+def gather_labels(labels: torch.Tensor) -> torch.Tensor:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return labels
+    parts = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, labels.contiguous())
+    return torch.cat(parts)
+
+
+def _all_reduce(x: torch.Tensor, op: Any) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(x, op=op)
+    return x
+
+
+class ShardedSoftmaxCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy over rows whose logits are split column-wise across ranks.
+
+    `target` is the column of the true class on this rank, or -1 when another rank holds it.
+    The gradient w.r.t. the local logits is (softmax - onehot) / rows: no communication needed.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        row_max = _all_reduce(logits.detach().max(1).values.clone(), dist.ReduceOp.MAX)
+        exp = (logits.detach() - row_max[:, None]).exp()
+        denom = _all_reduce(exp.sum(1), dist.ReduceOp.SUM)
+        has = target >= 0
+        target_logit = torch.zeros_like(row_max)
+        target_logit[has] = logits.detach()[has, target[has]]
+        _all_reduce(target_logit, dist.ReduceOp.SUM)
+        ctx.save_for_backward(exp / denom[:, None], target)
+        return (denom.log() + row_max - target_logit).mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        prob, target = ctx.saved_tensors
+        g = prob.clone()
+        rows = torch.nonzero(target >= 0).squeeze(1)
+        g[rows, target[rows]] -= 1
+        return g * (grad / len(g)), None
+
+
+@LOSSES.register("partial_fc")
+class PartialFC(nn.Module):
+    def __init__(
+        self,
+        embedding_size: int,
+        num_classes: int,
+        sample_rate: float = 1.0,
+        scale: float = 64.0,
+        m1: float = 1.0,
+        m2: float = 0.5,
+        m3: float = 0.0,
+        update: str = "sparse",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0 < sample_rate <= 1:
+            raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
+        if update not in ("sparse", "dense"):
+            raise ValueError(f"partial_fc update must be 'sparse' or 'dense', got '{update}'")
+        ctx = current()
+        self.rank, self.world_size = ctx.rank, ctx.world_size
+        self.class_start, self.class_end = shard_range(num_classes, ctx.rank, ctx.world_size)
+        self.num_classes, self.num_local = num_classes, self.class_end - self.class_start
+        self.sample_rate, self.scale, self.margins, self.update = sample_rate, scale, (m1, m2, m3), update
+        weight = torch.empty(self.num_local, embedding_size)
+        init = torch.Generator().manual_seed(seed * 1_000_003 + ctx.rank)
+        weight.normal_(0, 0.01, generator=init)
+        if update == "dense":
+            self.weight = nn.Parameter(weight)
+        else:
+            self.register_buffer("weight", weight)
+            self.register_buffer("momentum_buffer", torch.zeros_like(weight))
+        self.sampler = torch.Generator().manual_seed(seed * 1_000_003 + 7919 + ctx.rank)
+        self._sampled: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # The sampling generator is part of the state: resuming continues the same negatives.
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.get_state(), "class_range": (self.class_start, self.class_end)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if tuple(state["class_range"]) != (self.class_start, self.class_end):
+            raise ValueError(
+                f"checkpoint shard holds classes {state['class_range']}, this rank holds "
+                f"{(self.class_start, self.class_end)}: convert the checkpoint for this world size"
+            )
+        self.sampler.set_state(state["sampler"])
+
+    def sample(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices of the local centres used this step, sorted; local target column per row or -1)."""
+        device = labels.device
+        in_shard = (labels >= self.class_start) & (labels < self.class_end)
+        local = (labels - self.class_start).clamp(0, self.num_local - 1)
+        if self.sample_rate >= 1.0:
+            index = torch.arange(self.num_local, device=device)
+        else:
+            keep = max(math.ceil(self.sample_rate * self.num_local), 1)
+            priority = torch.rand(self.num_local, generator=self.sampler).to(device)
+            priority[local[in_shard]] = 2.0  # positives always win
+            keep = max(keep, int((priority > 1.0).sum()))
+            index = torch.topk(priority, keep).indices.sort().values
+        position = torch.full((self.num_local,), -1, dtype=torch.long, device=device)
+        position[index] = torch.arange(len(index), device=device)
+        target = torch.where(in_shard, position[local], torch.full_like(labels, -1))
+        return index, target
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        emb = gather_with_grad(embeddings)
+        all_labels = gather_labels(labels)
+        index, target = self.sample(all_labels)
+        if self.update == "dense":
+            centres = self.weight[index]
+        else:
+            centres = self.weight[index].clone().requires_grad_(self.training)
+            self._sampled = (index, centres)
+        cos = F.linear(F.normalize(emb, dim=1), F.normalize(centres, dim=1))
+        rows = torch.nonzero(target >= 0).squeeze(1)
+        cols = target[rows]
+        psi = combined_margin(cos[rows, cols], *self.margins)
+        logits = self.scale * cos.index_put((rows, cols), psi.to(cos.dtype))
+        return ShardedSoftmaxCrossEntropy.apply(logits, target)
+
+    @torch.no_grad()
+    def sparse_step(self, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, grad_scale: float = 1.0) -> None:
+        """SGD (momentum, weight decay) on the rows sampled by the last forward pass only.
+        `grad_scale`: the loss scale of fp16 training, divided out of the gradient here."""
+        if self.update != "sparse" or self._sampled is None:
+            return
+        index, centres = self._sampled
+        self._sampled = None
+        if centres.grad is None:
+            return
+        rows = self.weight[index]
+        grad = centres.grad / grad_scale
+        if not torch.isfinite(grad).all():  # an fp16 overflow step: the optimizer skips it too
+            return
+        step = grad + weight_decay * rows
+        buf = self.momentum_buffer[index].mul_(momentum).add_(step)
+        self.momentum_buffer[index] = buf
+        self.weight[index] = rows - lr * buf

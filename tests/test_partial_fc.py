@@ -1,0 +1,143 @@
+"""Partial FC: 2 gloo processes against single-process full softmax; sampling; sparse updates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from facerec.distributed import all_reduce_sum_hook, shard_range
+from facerec.heads import build_loss
+from facerec.heads.margin import CombinedMarginHead
+
+EMB, CLASSES, BATCH = 8, 11, 12
+MARGINS = {"m1": 1.0, "m2": 0.3, "m3": 0.1, "scale": 16.0}
+
+
+def problem():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(BATCH, 16, generator=g, dtype=torch.float64)
+    y = torch.randint(0, CLASSES, (BATCH,), generator=g)
+    centres = torch.randn(CLASSES, EMB, generator=g, dtype=torch.float64)
+    net = nn.Sequential(nn.Linear(16, 32), nn.PReLU(), nn.Linear(32, EMB)).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.3)
+    return x, y, centres, net
+
+
+def reference():
+    x, y, centres, net = problem()
+    head = CombinedMarginHead(EMB, CLASSES, **MARGINS).double()
+    with torch.no_grad():
+        head.weight.copy_(centres)
+    loss = head(net(x), y)
+    loss.backward()
+    return float(loss), [p.grad.clone() for p in net.parameters()], head.weight.grad.clone()
+
+
+def worker(rank: int, world: int, init: str, out: str, update: str) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        x, y, centres, net = problem()
+        ddp = nn.parallel.DistributedDataParallel(net)
+        ddp.register_comm_hook(None, all_reduce_sum_hook)
+        head = build_loss("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0, "update": update}).double()
+        start, end = shard_range(CLASSES, rank, world)
+        with torch.no_grad():
+            head.weight.copy_(centres[start:end])
+        per = BATCH // world
+        loss = head(ddp(x[rank * per : (rank + 1) * per]), y[rank * per : (rank + 1) * per])
+        loss.backward()
+        grad = head.weight.grad if update == "dense" else head._sampled[1].grad
+        torch.save(
+            {
+                "loss": float(loss),
+                "backbone": [p.grad for p in net.parameters()],
+                "centres": grad,
+                "range": (start, end),
+            },
+            f"{out}/rank{rank}.pt",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("update", ["sparse", "dense"])
+def test_two_gloo_ranks_equal_single_process_full_softmax(tmp_path, update):
+    world = 2
+    mp.spawn(worker, args=(world, f"file://{tmp_path}/rendezvous", str(tmp_path), update), nprocs=world)
+    loss, backbone, centres = reference()
+    for rank in range(world):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["loss"] == pytest.approx(loss, abs=1e-9)
+        for a, b in zip(got["backbone"], backbone, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
+        start, end = got["range"]
+        torch.testing.assert_close(got["centres"], centres[start:end], atol=1e-9, rtol=1e-7)
+
+
+def test_single_process_rate_one_equals_full_softmax():
+    x, y, centres, net = problem()
+    head = build_loss("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0}).double()
+    with torch.no_grad():
+        head.weight.copy_(centres)
+    loss = head(net(x), y)
+    ref_loss, _, ref_grad = reference()
+    loss.backward()
+    assert float(loss) == pytest.approx(ref_loss, abs=1e-10)
+    torch.testing.assert_close(head._sampled[1].grad, ref_grad)
+
+
+def test_every_positive_is_sampled():
+    head = build_loss("partial_fc", EMB, 1000, {"sample_rate": 0.05})
+    g = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        labels = torch.randint(0, 1000, (int(torch.randint(1, 120, (1,), generator=g)),), generator=g)
+        index, target = head.sample(labels)
+        assert (target >= 0).all()  # one process holds every class
+        assert torch.equal(index[target], labels)  # each row's column is its own class
+        assert len(index) == max(math.ceil(0.05 * 1000), len(labels.unique()))
+        assert len(index.unique()) == len(index)
+
+
+def test_sparse_step_is_sgd_at_rate_one_and_leaves_unsampled_rows_alone():
+    x, y, centres, net = problem()
+    sparse = build_loss("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0}).double()
+    dense = build_loss("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0, "update": "dense"}).double()
+    with torch.no_grad():
+        sparse.weight.copy_(centres)
+        dense.weight.copy_(centres)
+    opt = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    emb = net(x).detach()
+    for _ in range(3):
+        sparse(emb, y).backward()
+        sparse.sparse_step(0.1, 0.9, 5e-4)
+        opt.zero_grad()
+        dense(emb, y).backward()
+        opt.step()
+    torch.testing.assert_close(sparse.weight, dense.weight.detach())
+
+    partial = build_loss("partial_fc", EMB, 500, {"sample_rate": 0.1}).double()
+    before = partial.weight.clone()
+    partial(emb, y).backward()
+    index = partial._sampled[0]
+    partial.sparse_step(0.1, 0.9, 5e-4)
+    untouched = torch.ones(500, dtype=torch.bool)
+    untouched[index] = False
+    assert torch.equal(partial.weight[untouched], before[untouched])
+    assert (partial.momentum_buffer[untouched] == 0).all()
+    assert not torch.equal(partial.weight[index], before[index])
+
+
+def test_sampling_state_resumes():
+    a = build_loss("partial_fc", EMB, 300, {"sample_rate": 0.1, "seed": 3})
+    labels = torch.arange(0, 300, 30)
+    a.sample(labels)
+    b = build_loss("partial_fc", EMB, 300, {"sample_rate": 0.1, "seed": 9})
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.sample(labels)[0], b.sample(labels)[0])
