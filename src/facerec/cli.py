@@ -381,6 +381,20 @@ def _checkpoint_convert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="folder for the converted files (e.g. a new run's checkpoints/)")
 
 
+def run_pack(args: argparse.Namespace) -> int:
+    from facerec.data.recordio import pack_folder
+
+    rec, idx = pack_folder(args.src, args.prefix)
+    print(f"wrote {rec} and {idx}")
+    return 0
+
+
+@command("pack", "pack an identity-folder tree into insightface's RecordIO format (PREFIX.rec + PREFIX.idx)")
+def _pack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src")
+    p.add_argument("prefix", help="e.g. data/train (writes data/train.rec and data/train.idx)")
+
+
 # ---- synth / configs / components --------------------------------------------------------
 def run_synth(args: argparse.Namespace) -> int:
     from facerec.data.synthetic import SyntheticFaces

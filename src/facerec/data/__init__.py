@@ -41,6 +41,15 @@ def list_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
     return ListDataset(cfg.list_file, cfg.root, cfg.image_size)
 
 
+@SOURCES.register("recordio")
+def recordio_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+    from facerec.data.recordio import RecordIODataset
+
+    if not cfg.root:
+        raise ConfigError("data.source 'recordio' needs data.root (train.rec/train.idx, their folder or prefix)")
+    return RecordIODataset(cfg.root, cfg.image_size)
+
+
 def build_datasets(cfg: DataConfig, seed: int, progress: bool = False) -> tuple[FaceDataset, FaceDataset | None]:
     """The training set and the held-out-identity validation set of a config."""
     dataset = SOURCES.get(cfg.source)(cfg, progress)
