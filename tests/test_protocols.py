@@ -75,3 +75,12 @@ def test_bin_round_trip(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"junk")
     with pytest.raises(DataError, match=r"not an insightface \.bin"):
         read_bin(tmp_path / "x.bin")
+
+
+def test_select_keeps_only_used_images(lfw_like, tmp_path):
+    lines = ["2\t1", "Person_0\t1\t2", "Person_0\t1\tPerson_1\t3", "Person_2\t2\t3", "Person_3\t1\tPerson_1\t1"]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    pairs = read_lfw_pairs(tmp_path / "pairs.txt", lfw_like / "images").select(np.array([False, False, True, True]))
+    assert len(pairs) == 2 and len(pairs.images) == 4 and pairs.fold.tolist() == [1, 1]
+    assert pairs.names[pairs.left[0]].endswith("Person_2_0002.jpg")
+    assert pairs.names[pairs.right[1]].endswith("Person_1_0001.jpg")

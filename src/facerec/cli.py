@@ -144,25 +144,13 @@ def finish_eval(report: dict, out: Path) -> int:
 
 
 def run_eval_lfw(args: argparse.Namespace) -> int:
-    from facerec.eval.evaluate import evaluate_pairs
     from facerec.eval.protocols import read_lfw_pairs
-    from facerec.models.io import load_embedder
 
     root = Path(args.root)
-    pairs_file = Path(args.pairs) if args.pairs else root / "meta" / "pairs.txt"
-    pairs = read_lfw_pairs(pairs_file, root / "images")
+    pairs = read_lfw_pairs(Path(args.pairs) if args.pairs else root / "meta" / "pairs.txt", root / "images")
     if args.folds:
-        keep = np.isin(pairs.fold, args.folds)
-        pairs.left, pairs.right, pairs.same, pairs.fold = (
-            a[keep] for a in (pairs.left, pairs.right, pairs.same, pairs.fold)
-        )
-    embedder = load_embedder(args.model)
-    aligner = build_aligner(args.detector, embedder)
-    published = [Path(p) for p in args.published or []]
-    report = evaluate_pairs(
-        pairs, embedder, aligner, args.out, name=f"{embedder.name}+{args.detector}", published=published
-    )
-    return finish_eval(report, Path(args.out))
+        pairs = pairs.select(np.isin(pairs.fold, args.folds))
+    return evaluate_protocol(pairs, args, [Path(p) for p in args.published or []])
 
 
 def add_eval_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -182,17 +170,21 @@ def _eval_lfw_args(p: argparse.ArgumentParser) -> None:
     add_eval_model_arguments(p)
 
 
-def run_eval_pairs(args: argparse.Namespace) -> int:
+def evaluate_protocol(pairs: Any, args: argparse.Namespace, published: list[Path] | None = None) -> int:
+    """Embed (aligning with --detector), score, write the report of a PairSet; print the summary."""
     from facerec.eval.evaluate import evaluate_pairs
-    from facerec.eval.protocols import read_pairs_csv
     from facerec.models.io import load_embedder
 
-    pairs = read_pairs_csv(args.csv, args.base)
     embedder = load_embedder(args.model)
-    report = evaluate_pairs(
-        pairs, embedder, build_aligner(args.detector, embedder), args.out, name=f"{embedder.name}+{args.detector}"
-    )
+    aligner = build_aligner(args.detector, embedder)
+    report = evaluate_pairs(pairs, embedder, aligner, args.out, f"{embedder.name}+{args.detector}", published)
     return finish_eval(report, Path(args.out))
+
+
+def run_eval_pairs(args: argparse.Namespace) -> int:
+    from facerec.eval.protocols import read_pairs_csv
+
+    return evaluate_protocol(read_pairs_csv(args.csv, args.base), args)
 
 
 @command("eval pairs", "verification on a CSV of path1,path2,label[,fold]")
@@ -203,16 +195,9 @@ def _eval_pairs_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_eval_bin(args: argparse.Namespace) -> int:
-    from facerec.eval.evaluate import evaluate_pairs
     from facerec.eval.protocols import read_bin
-    from facerec.models.io import load_embedder
 
-    pairs = read_bin(args.bin)
-    embedder = load_embedder(args.model)
-    report = evaluate_pairs(
-        pairs, embedder, build_aligner(args.detector, embedder), args.out, name=f"{embedder.name}+{args.detector}"
-    )
-    return finish_eval(report, Path(args.out))
+    return evaluate_protocol(read_bin(args.bin), args)
 
 
 @command("eval bin", "verification on an insightface .bin file (lfw.bin, cfp_fp.bin, agedb_30.bin ...)")

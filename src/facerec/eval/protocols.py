@@ -28,6 +28,21 @@ class PairSet:
     def __len__(self) -> int:
         return len(self.same)
 
+    def select(self, keep: np.ndarray) -> PairSet:
+        """The pairs where `keep` is true, with only the images they use."""
+        left, right = self.left[keep], self.right[keep]
+        used = np.unique(np.concatenate([left, right]))
+        remap = np.full(len(self.images), -1)
+        remap[used] = np.arange(len(used))
+        return PairSet(
+            [self.images[i] for i in used],
+            remap[left],
+            remap[right],
+            self.same[keep],
+            self.fold[keep],
+            [self.names[i] for i in used],
+        )
+
 
 def _index(paths: list[Path]) -> tuple[list[Path], np.ndarray]:
     unique: dict[Path, int] = {}

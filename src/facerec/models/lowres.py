@@ -7,6 +7,8 @@ high/low-resolution study: 36 -> 36 -> 18 -> 9 -> 5.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -14,12 +16,13 @@ from facerec.models.layers import EmbeddingOutput, downsampled, make_stage
 from facerec.models.registry import BACKBONES
 
 
+@BACKBONES.register("lowres_irse8")
 class LowResIRSE(nn.Module):
     def __init__(
         self,
         embedding_size: int = 512,
         input_size: int = 36,
-        widths: tuple[int, ...] = (64, 128, 256, 512),
+        widths: Sequence[int] = (64, 128, 256, 512),
         blocks_per_stage: int = 2,
         se: bool = True,
         dropout: float = 0.0,
@@ -38,15 +41,3 @@ class LowResIRSE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.stages(self.stem(x)))
-
-
-@BACKBONES.register("lowres_irse8")
-def lowres_irse8(
-    embedding_size: int = 512,
-    input_size: int = 36,
-    widths: tuple[int, ...] = (64, 128, 256, 512),
-    blocks_per_stage: int = 2,
-    se: bool = True,
-    dropout: float = 0.0,
-) -> LowResIRSE:
-    return LowResIRSE(embedding_size, input_size, tuple(widths), blocks_per_stage, se, dropout)

@@ -41,6 +41,7 @@ class Bottleneck(nn.Module):
 SETTING = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
 
 
+@BACKBONES.register("mobilefacenet")
 class MobileFaceNet(nn.Module):
     def __init__(self, embedding_size: int = 128, input_size: int = 112, width_mult: float = 1.0) -> None:
         super().__init__()
@@ -65,8 +66,3 @@ class MobileFaceNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.blocks(self.stem(x)))
-
-
-@BACKBONES.register("mobilefacenet")
-def mobilefacenet(embedding_size: int = 128, input_size: int = 112, width_mult: float = 1.0) -> MobileFaceNet:
-    return MobileFaceNet(embedding_size, input_size, width_mult)
