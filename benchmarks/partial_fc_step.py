@@ -26,7 +26,9 @@ import time
 import torch
 
 
-def one(classes: int, rate: float, update: str, steps: int, threads: int, emb: int = 512) -> dict:
+def one(
+    classes: int, rate: float, update: str, steps: int, threads: int, batch: int, head_only: bool, emb: int = 512
+) -> dict:
     from facerec.heads.partial_fc import PartialFC
     from facerec.models import build_backbone
 
@@ -35,10 +37,15 @@ def one(classes: int, rate: float, update: str, steps: int, threads: int, emb: i
     backbone = build_backbone("lowres_irse8", emb, 32, {"widths": [16, 32, 64, 128], "se": False})
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     head = PartialFC(emb, classes, sample_rate=rate, scale=64.0, m2=0.5, update=update)
-    params = list(backbone.parameters()) + (list(head.parameters()) if update == "dense" else [])
+    params = [] if head_only else list(backbone.parameters())
+    params += list(head.parameters()) if update == "dense" else []
+    params = params or [torch.zeros(1, requires_grad=True)]  # sparse, class layer only: nothing else to step
     opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(128, 3, 32, 32)
-    y = torch.randint(0, classes, (128,))
+    if head_only:  # the class layer alone: fixed embeddings stand in for the backbone's output
+        feats = torch.randn(batch, emb, requires_grad=True)
+        backbone = lambda _: feats  # noqa: E731
+    x = torch.randn(batch, 3, 32, 32)
+    y = torch.randint(0, classes, (batch,))
     times = []
     for i in range(steps + 2):
         start = time.perf_counter()
@@ -50,13 +57,32 @@ def one(classes: int, rate: float, update: str, steps: int, threads: int, emb: i
             times.append(time.perf_counter() - start)
     layer_bytes = head.weight.numel() * 4 * (2 if update == "sparse" else 3)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"classes": classes, "rate": rate, "update": update, "step_s": statistics.median(times),
-            "peak_rss_gb": peak / 2**20, "head_rss_gb": (peak - rss_before) / 2**20, "layer_gb": layer_bytes / 2**30}
+    return {
+        "classes": classes,
+        "rate": rate,
+        "update": update,
+        "step_s": statistics.median(times),
+        "peak_rss_gb": peak / 2**20,
+        "head_rss_gb": (peak - rss_before) / 2**20,
+        "layer_gb": layer_bytes / 2**30,
+    }
 
 
-def run(classes: int, rate: float, update: str, steps: int, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", str(classes), str(rate), update, "--steps", str(steps),
-           "--threads", str(threads)]
+def run(classes: int, rate: float, update: str, args: argparse.Namespace) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        str(classes),
+        str(rate),
+        update,
+        "--steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads),
+        "--batch",
+        str(args.batch),
+    ] + (["--head-only"] if args.head_only else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -67,14 +93,20 @@ def main() -> None:
     p.add_argument("--rates", type=float, nargs="+", default=[0.1])
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--memory", action="store_true", help="memory table (fewer timed steps)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--head-only", action="store_true", help="time the class layer alone (no backbone)")
+    p.add_argument("--memory", action="store_true", help="memory table")
     p.add_argument("--one", nargs=3, metavar=("C", "R", "UPDATE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         c, r, update = args.one
-        print(json.dumps(one(int(c), float(r), update, args.steps, args.threads)))
+        print(json.dumps(one(int(c), float(r), update, args.steps, args.threads, args.batch, args.head_only)))
         return
-    print(f"torch {torch.__version__}, {args.threads} threads, one process holding all classes\n")
+    what = "class layer only" if args.head_only else "backbone lowres_irse8 16-128 at 32x32 + class layer"
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, one process holding all classes, batch {args.batch}, "
+        f"{what}\n"
+    )
     if args.memory:
         print("| classes | sample rate | update | class layer + optimizer state (GB) | peak RSS of the process (GB) |")
         print("|---|---|---|---|---|")
@@ -83,7 +115,7 @@ def main() -> None:
         print("|---|---|---|---|---|")
     for c in args.classes:
         for r in args.rates:
-            res = {u: run(c, r, u, args.steps, args.threads) for u in ("sparse", "dense")}
+            res = {u: run(c, r, u, args) for u in ("sparse", "dense")}
             if args.memory:
                 for u, v in res.items():
                     print(f"| {c:,} | {r} | {u} | {v['layer_gb']:.2f} | {v['peak_rss_gb']:.2f} |")

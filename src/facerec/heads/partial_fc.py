@@ -62,6 +62,16 @@ def _all_reduce(x: torch.Tensor, op: Any) -> torch.Tensor:
     return x
 
 
+def scaled_cosines(unit_emb: torch.Tensor, rows: torch.Tensor, scale: float) -> torch.Tensor:
+    """scale * cosines between unit embeddings (N, d) and unnormalised rows (S, d), S >> N.
+
+    The row norms (and the scale) multiply the (N, S) product instead of normalising the
+    (S, d) rows: the same value, but autograd makes two passes over the large matrix, not eight.
+    """
+    inv_norm = torch.linalg.vector_norm(rows, dim=1).clamp_min(1e-12).reciprocal()
+    return F.linear(unit_emb, rows) * (scale * inv_norm)
+
+
 class ShardedSoftmaxCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy over rows whose logits are split column-wise across ranks.
 
@@ -71,23 +81,25 @@ class ShardedSoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        row_max = _all_reduce(logits.detach().max(1).values.clone(), dist.ReduceOp.MAX)
-        exp = (logits.detach() - row_max[:, None]).exp()
-        denom = _all_reduce(exp.sum(1), dist.ReduceOp.SUM)
+        logits = logits.detach()
+        row_max = _all_reduce(logits.max(1).values.clone(), dist.ReduceOp.MAX)
         has = target >= 0
         target_logit = torch.zeros_like(row_max)
-        target_logit[has] = logits.detach()[has, target[has]]
+        target_logit[has] = logits[has, target[has]]
         _all_reduce(target_logit, dist.ReduceOp.SUM)
-        ctx.save_for_backward(exp / denom[:, None], target)
+        prob = (logits - row_max[:, None]).exp_()
+        denom = _all_reduce(prob.sum(1), dist.ReduceOp.SUM)
+        prob.div_(denom[:, None])
+        ctx.save_for_backward(prob, target)
         return (denom.log() + row_max - target_logit).mean()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        # prob is this function's own buffer and backward runs once: it becomes the gradient
         prob, target = ctx.saved_tensors
-        g = prob.clone()
         rows = torch.nonzero(target >= 0).squeeze(1)
-        g[rows, target[rows]] -= 1
-        return g * (grad / len(g)), None
+        prob[rows, target[rows]] -= 1
+        return prob.mul_(grad / len(prob)), None
 
 
 @LOSSES.register("partial_fc")
@@ -162,13 +174,14 @@ class PartialFC(nn.Module):
         if self.update == "dense":
             centres = self.weight[index]
         else:
-            centres = self.weight[index].clone().requires_grad_(self.training)
+            centres = torch.index_select(self.weight, 0, index, out=self._rows_buffer(len(index)))
+            centres.requires_grad_(self.training)
             self._sampled = (index, centres)
-        cos = F.linear(F.normalize(emb, dim=1), F.normalize(centres, dim=1))
+        logits = scaled_cosines(F.normalize(emb, dim=1), centres, self.scale)
         rows = torch.nonzero(target >= 0).squeeze(1)
         cols = target[rows]
-        psi = combined_margin(cos[rows, cols], *self.margins)
-        logits = self.scale * cos.index_put((rows, cols), psi.to(cos.dtype))
+        psi = combined_margin(logits[rows, cols] / self.scale, *self.margins)
+        logits = logits.index_put_((rows, cols), (self.scale * psi).to(logits.dtype))  # in place: no copy
         return ShardedSoftmaxCrossEntropy.apply(logits, target)
 
     @torch.no_grad()
@@ -181,11 +194,30 @@ class PartialFC(nn.Module):
         self._sampled = None
         if centres.grad is None:
             return
-        rows = self.weight[index]
-        grad = centres.grad / grad_scale
-        if not torch.isfinite(grad).all():  # an fp16 overflow step: the optimizer skips it too
-            return
-        step = grad + weight_decay * rows
-        buf = self.momentum_buffer[index].mul_(momentum).add_(step)
-        self.momentum_buffer[index] = buf
-        self.weight[index] = rows - lr * buf
+        grad = centres.grad
+        if grad_scale != 1.0:  # fp16 loss scaling: unscale, and skip an overflow step as the optimizer does
+            grad = grad / grad_scale
+            if not torch.isfinite(grad).all():
+                return
+        rows = centres.detach()  # the sampled rows as they were before this step
+        buf = torch.index_select(self.momentum_buffer, 0, index, out=self._momentum_rows_buffer(len(index)))
+        buf.mul_(momentum).add_(grad).add_(rows, alpha=weight_decay)
+        rows.add_(buf, alpha=-lr)
+        self.momentum_buffer.index_copy_(0, index, buf)
+        self.weight.index_copy_(0, index, rows)
+        centres.grad = None
+
+    # Gathered rows go to buffers kept between steps: allocating r*C*d floats afresh every step
+    # costs page faults that dominate the step on a CPU.
+    def _rows_buffer(self, n: int) -> torch.Tensor:
+        return self._buffer("_rows", n)
+
+    def _momentum_rows_buffer(self, n: int) -> torch.Tensor:
+        return self._buffer("_momentum_rows", n)
+
+    def _buffer(self, name: str, n: int) -> torch.Tensor:
+        buf = self.__dict__.get(name)
+        if buf is None or len(buf) < n or buf.device != self.weight.device:
+            buf = torch.empty(max(n, 1), self.weight.shape[1], dtype=self.weight.dtype, device=self.weight.device)
+            self.__dict__[name] = buf
+        return buf[:n]

@@ -17,7 +17,7 @@ from facerec.models.io import load_embedder
 
 # Cosine thresholds for 'same person', calibrated on LFW View 2 (mean of the ten fold
 # thresholds of the 10-fold protocol, with flip augmentation); see docs/benchmarks.md.
-CALIBRATED_THRESHOLDS = {("dlib", "mtcnn"): 0.9265}
+CALIBRATED_THRESHOLDS = {("dlib", "mtcnn"): 0.9116}
 
 
 @dataclass
