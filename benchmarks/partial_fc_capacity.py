@@ -49,8 +49,10 @@ def main() -> None:
     dist.all_gather(peaks, peak)
     if ctx.is_main:
         gb = ", ".join(f"{float(v):.2f}" for v in peaks)
-        print(f"classes {args.classes:,} on {ctx.world_size} processes ({head.num_local:,} per rank), "
-              f"rate {args.rate}: last step {times[-1]:.2f} s, peak RSS per rank (GB): {gb}")
+        print(
+            f"classes {args.classes:,} on {ctx.world_size} processes ({head.num_local:,} per rank), "
+            f"rate {args.rate}: last step {times[-1]:.2f} s, peak RSS per rank (GB): {gb}"
+        )
     dist.destroy_process_group()
 
 

@@ -83,7 +83,10 @@ def run(classes: int, rate: float, update: str, args: argparse.Namespace) -> dic
         "--batch",
         str(args.batch),
     ] + (["--head-only"] if args.head_only else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:  # e.g. killed by the kernel when the configuration does not fit in memory
+        why = "out of memory (killed)" if out.returncode == -9 else f"failed ({out.stderr.strip().splitlines()[-1]})"
+        return {"classes": classes, "rate": rate, "update": update, "failed": why}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -116,7 +119,10 @@ def main() -> None:
     for c in args.classes:
         for r in args.rates:
             res = {u: run(c, r, u, args) for u in ("sparse", "dense")}
-            if args.memory:
+            if any("failed" in v for v in res.values()):
+                for u, v in res.items():
+                    print(f"| {c:,} | {r} | {u} | {v.get('failed', 'ok')} | |")
+            elif args.memory:
                 for u, v in res.items():
                     print(f"| {c:,} | {r} | {u} | {v['layer_gb']:.2f} | {v['peak_rss_gb']:.2f} |")
             else:
