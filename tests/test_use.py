@@ -76,3 +76,34 @@ def test_enroll_then_identify(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("Tony_Blair")
     assert main(["identify", lfw("Gerhard_Schroeder", 1), "--gallery", gallery]) == 1
     assert capsys.readouterr().out.startswith("unknown")
+
+
+@pytest.mark.slow
+@needs_lfw
+@needs_mtcnn
+@needs_dlib
+def test_lfw_fold_accuracy_end_to_end(tmp_path, capsys):
+    """The whole chain on one official LFW View 2 fold (600 pairs, about 1,150 images)."""
+    import json
+
+    code = main(
+        [
+            "eval",
+            "lfw",
+            "--root",
+            str(LFW),
+            "--folds",
+            "0",
+            "--model",
+            "dlib",
+            "--detector",
+            "mtcnn",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["no_flip"]["pairs"] == 600
+    assert report["flip"]["kfold_accuracy"] >= 0.97
+    assert (tmp_path / "roc.png").is_file() and (tmp_path / "histogram_flip.png").is_file()

@@ -52,3 +52,10 @@ def test_verify_embeddings_on_clustered_points():
     emb = centres[labels] + rng.normal(size=(100, 16)) * 0.1
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     assert verify_embeddings(emb, labels, 1000).accuracy > 0.99
+
+
+def test_single_protocol_fold_is_split_into_interleaved_subfolds():
+    same = np.array([True] * 300 + [False] * 300)  # LFW order inside a fold
+    scores = np.where(same, 1.0, 0.0) + np.random.default_rng(0).normal(0, 0.3, 600)
+    res = kfold_accuracy(scores, same, np.zeros(600, dtype=int))
+    assert len(res.fold_accuracies) == 10 and 0.9 < res.accuracy < 1.0

@@ -52,11 +52,14 @@ def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray | int
     """Accuracy on each fold at the threshold that is best on the remaining folds.
 
     `folds` is a fold index per pair (e.g. LFW's ten protocol folds) or a number of
-    contiguous folds to cut the pairs into.
+    contiguous folds to cut the pairs into. Pairs from a single protocol fold are split into
+    ten interleaved sub-folds.
     """
     scores, same = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
     if isinstance(folds, int):
         folds = np.arange(len(scores)) * folds // len(scores)
+    elif len(np.unique(folds)) < 2:  # one protocol fold: no other fold to set a threshold on
+        folds = np.arange(len(scores)) % 10  # interleaved, so each sub-fold mixes both classes
     accs, ths = [], []
     for f in np.unique(folds):
         test = folds == f
