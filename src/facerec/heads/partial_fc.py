@@ -39,13 +39,29 @@ from facerec.heads.margin import combined_margin
 from facerec.heads.registry import LOSSES
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather of equal-sized blocks; backward sums every rank's gradient for the whole
+    batch and returns this rank's block."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate every rank's tensor; the backward pass sums the gradients back to their rank."""
+    """Concatenate every rank's tensor (same shape on every rank); gradients flow back."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()))
+    return _GatherWithGrad.apply(x)
 
 
 def gather_labels(labels: torch.Tensor) -> torch.Tensor:
