@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from facerec.align.pipeline import DETECTORS, Aligner, AlignPolicy, NoFaceError
-from facerec.data.datasets import decode_image
+from facerec.align.pipeline import DETECTORS, Aligner, AlignPolicy
 from facerec.data.transforms import to_tensor
 from facerec.errors import FacerecError
+from facerec.eval.embed import embed_batches
 from facerec.models.io import load_embedder
 
 # Cosine thresholds for 'same person', calibrated on LFW View 2 (mean of the ten fold
@@ -53,17 +53,11 @@ class FaceRecognizer:
     @torch.no_grad()
     def represent(self, image: str | Path | np.ndarray) -> np.ndarray:
         """L2-normalised embedding of the (largest) face of an image path or RGB array."""
-        array = decode_image(image) if isinstance(image, str | Path) else np.asarray(image)
-        try:
-            crop = self.aligner.align(array).crop
-        except NoFaceError as exc:
-            where = f" in {image}" if isinstance(image, str | Path) else ""
-            raise NoFaceError(f"no face detected{where}") from exc
-        x = to_tensor(crop)[None]
-        emb = self.embedder.net(x).float()
-        if self.flip:
-            emb = emb + self.embedder.net(x.flip(3)).float()
-        return torch.nn.functional.normalize(emb, dim=1)[0].numpy()
+        if isinstance(image, str | Path):
+            crop = self.aligner.align_file(image).crop  # its no-face error names the file
+        else:
+            crop = self.aligner.align(np.asarray(image)).crop
+        return embed_batches(self.embedder.net, to_tensor(crop)[None], self.flip)[0].numpy()
 
     def verify(self, image1: Any, image2: Any) -> Verification:
         score = float(self.represent(image1) @ self.represent(image2))
