@@ -62,6 +62,7 @@ def one(
         "rate": rate,
         "update": update,
         "step_s": statistics.median(times),
+        "steps_s": [round(t, 3) for t in times],
         "peak_rss_gb": peak / 2**20,
         "head_rss_gb": (peak - rss_before) / 2**20,
         "layer_gb": layer_bytes / 2**30,

@@ -12,7 +12,9 @@ from torch import nn
 
 from facerec.distributed import all_reduce_sum_hook, shard_range
 from facerec.heads import build_loss
+from facerec.heads.lazy_sgd import StepHistory, transition
 from facerec.heads.margin import CombinedMarginHead
+from facerec.heads.partial_fc import ScaledCosines
 
 EMB, CLASSES, BATCH = 8, 11, 12
 MARGINS = {"m1": 1.0, "m2": 0.3, "m3": 0.1, "scale": 16.0}
@@ -56,13 +58,15 @@ def worker(rank: int, world: int, init: str, out: str, update: str) -> None:
         grad = head.weight.grad if update == "dense" else head._sampled[1].grad
         torch.save(
             {
-                "loss": float(loss),
+                "loss": float(loss.detach()),
                 "backbone": [p.grad for p in net.parameters()],
                 "centres": grad,
                 "range": (start, end),
             },
             f"{out}/rank{rank}.pt",
         )
+        del ddp  # its reducer holds the process group: release it and meet before tearing down
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -141,3 +145,98 @@ def test_sampling_state_resumes():
     b = build_loss("partial_fc", EMB, 300, {"sample_rate": 0.1, "seed": 9})
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.sample(labels)[0], b.sample(labels)[0])
+
+
+def brute_force_product(steps, start: int, end: int) -> torch.Tensor:
+    out = torch.eye(2, dtype=torch.float64)
+    for lr, momentum, wd, nesterov in steps[start:end]:
+        out = transition(lr, momentum, wd, bool(nesterov)) @ out
+    return out
+
+
+def test_step_history_range_products_match_a_loop_and_survive_a_reload():
+    g = torch.Generator().manual_seed(1)
+    history = StepHistory()
+    for t in range(77):  # crosses several capacity doublings
+        history.append(float(torch.rand(1, generator=g)) * 0.5, 0.9, 5e-3, nesterov=t % 3 == 0)
+    start = torch.randint(0, 78, (300,), generator=g)
+    end = torch.minimum(start + torch.randint(0, 78, (300,), generator=g), torch.tensor(77))
+    got = history.product(start, end)
+    for i in range(300):
+        want = brute_force_product(history.steps, int(start[i]), int(end[i]))
+        torch.testing.assert_close(got[i], want, rtol=1e-12, atol=1e-14)
+    reloaded = StepHistory()
+    reloaded.load_state_dict(history.state_dict())
+    assert torch.equal(reloaded.product(start, end), got)  # bit-identical after a resume
+    with pytest.raises(ValueError, match="step ranges"):
+        history.product(torch.tensor([5]), torch.tensor([4]))
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sparse_update_with_catch_up_equals_dense_sgd_over_every_row(nesterov):
+    """r < 1: rows skipped for many steps must end where SGD over all rows (zero gradient for the
+    unsampled ones: momentum keeps moving them, weight decay shrinks them) puts them."""
+    x, y, _, net = problem()
+    emb = net(x).detach()
+    config = {**MARGINS, "sample_rate": 0.05, "seed": 5}
+    sparse = build_loss("partial_fc", EMB, 400, config).double()
+    dense = build_loss("partial_fc", EMB, 400, {**config, "update": "dense"}).double()
+    opt = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9, weight_decay=0.05, nesterov=nesterov)
+    for step in range(60):
+        lr = 0.2 * (1 + math.cos(math.pi * step / 60)) / 2  # a schedule: every step's map differs
+        labels = (y * 37 + step) % 400
+        loss_sparse = sparse(emb, labels)
+        loss_sparse.backward()
+        sparse.sparse_step(lr, 0.9, 0.05, nesterov=nesterov)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad()
+        loss_dense = dense(emb, labels)
+        loss_dense.backward()
+        opt.step()
+        torch.testing.assert_close(loss_sparse, loss_dense, rtol=1e-10, atol=1e-10)
+    assert int((sparse.last_step < 59).sum()) > 300  # most rows really were lazy
+    sparse.synchronize()
+    torch.testing.assert_close(sparse.weight, dense.weight.detach(), rtol=1e-10, atol=1e-12)
+    momentum = opt.state[dense.weight]["momentum_buffer"]
+    torch.testing.assert_close(sparse.momentum_buffer, momentum, rtol=1e-10, atol=1e-12)
+
+
+def test_lazy_rows_resume_bit_identically():
+    x, y, _, net = problem()
+    emb = net(x).detach()
+    config = {**MARGINS, "sample_rate": 0.1, "seed": 2}
+
+    def run(head, steps):
+        losses = []
+        for step in steps:
+            loss = head(emb, (y * 13 + step) % 300)
+            loss.backward()
+            head.sparse_step(0.05 + 0.001 * step, 0.9, 1e-3)
+            losses.append(float(loss))
+        return losses
+
+    straight = build_loss("partial_fc", EMB, 300, config).double()
+    want = run(straight, range(30))
+    first = build_loss("partial_fc", EMB, 300, config).double()
+    got = run(first, range(17))
+    second = build_loss("partial_fc", EMB, 300, config).double()
+    second.load_state_dict(first.state_dict())
+    got += run(second, range(17, 30))
+    assert got == want
+
+
+def test_scaled_cosines_gradient_matches_autograd_and_finite_differences():
+    g = torch.Generator().manual_seed(4)
+    emb = torch.nn.functional.normalize(torch.randn(5, 7, generator=g, dtype=torch.float64), dim=1)
+    rows = torch.randn(9, 7, generator=g, dtype=torch.float64) * 3
+    emb.requires_grad_(True)
+    rows.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda e, w: ScaledCosines.apply(e, w, 4.0), (emb, rows))
+    weight = torch.randn(5, 9, generator=g, dtype=torch.float64)
+    (ScaledCosines.apply(emb, rows, 4.0) * weight).sum().backward()
+    got = emb.grad.clone(), rows.grad.clone()
+    emb.grad = rows.grad = None
+    (4.0 * emb @ torch.nn.functional.normalize(rows, dim=1).t() * weight).sum().backward()
+    torch.testing.assert_close(got[0], emb.grad)
+    torch.testing.assert_close(got[1], rows.grad)

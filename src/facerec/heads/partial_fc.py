@@ -16,9 +16,11 @@ The loss is the mean over the global batch, identical on every rank.
 
 Updates (`update`):
 - 'sparse' (default): the centres are not optimizer parameters; `sparse_step` applies SGD with
-  momentum and weight decay to the sampled rows only. Momentum and weight decay are lazy per
-  row: a row's momentum buffer and its decay advance only on the steps that sample it. Cost per
-  step: O(r * C_local * d). With sample_rate = 1 this is exactly torch.optim.SGD.
+  momentum and weight decay to the sampled rows only, and a row that was skipped for some steps
+  first catches up exactly: the momentum and weight decay those steps would have applied to it
+  form a product of 2x2 maps on (w, buf), read from a segment tree (`lazy_sgd.StepHistory`).
+  The result equals torch.optim.SGD over every row with zero gradient for unsampled rows (the
+  dense update below) up to float rounding, at O(r * C_local * (d + log T)) per step.
 - 'dense': the centres are an nn.Parameter handled by the run's optimizer, which (like
   arcface_torch's PartialFC_V2) receives a dense gradient and rewrites every row each step
   (momentum, weight decay): O(C_local * d) whatever the sample rate. Kept to compare against.
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facerec.distributed import current, shard_range
+from facerec.heads.lazy_sgd import StepHistory
 from facerec.heads.margin import combined_margin
 from facerec.heads.registry import LOSSES
 
@@ -79,13 +82,37 @@ def _all_reduce(x: torch.Tensor, op: Any) -> torch.Tensor:
 
 
 def scaled_cosines(unit_emb: torch.Tensor, rows: torch.Tensor, scale: float) -> torch.Tensor:
-    """scale * cosines between unit embeddings (N, d) and unnormalised rows (S, d), S >> N.
+    """scale * cosines between unit embeddings (N, d) and unnormalised rows (S, d), S >> N."""
+    return ScaledCosines.apply(unit_emb, rows, scale)
 
-    The row norms (and the scale) multiply the (N, S) product instead of normalising the
-    (S, d) rows: the same value, but autograd makes two passes over the large matrix, not eight.
+
+class ScaledCosines(torch.autograd.Function):
+    """L = s (E W^T) diag(1/|w_i|), with the gradient written out so that the large (S, d) side
+    costs one product and two in-place passes (autograd through a row normalisation makes
+    several (S, d) temporaries):
+
+        dL/dW = s diag(1/|w|) G^T E - diag(s <(G^T E)_i, w_i> / |w_i|^3) W
+        dL/dE = s G diag(1/|w|) W
     """
-    inv_norm = torch.linalg.vector_norm(rows, dim=1).clamp_min(1e-12).reciprocal()
-    return F.linear(unit_emb, rows) * (scale * inv_norm)
+
+    @staticmethod
+    def forward(ctx: Any, unit_emb: torch.Tensor, rows: torch.Tensor, scale: float) -> torch.Tensor:
+        inv_norm = torch.linalg.vector_norm(rows, dim=1).clamp_min(1e-12).reciprocal()
+        ctx.save_for_backward(unit_emb, rows, inv_norm)
+        ctx.scale = scale
+        return torch.mm(unit_emb, rows.t()).mul_(scale * inv_norm)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        unit_emb, rows, inv_norm = ctx.saved_tensors
+        scaled_inv = ctx.scale * inv_norm
+        grad_emb = torch.mm(grad * scaled_inv, rows) if ctx.needs_input_grad[0] else None
+        grad_rows = None
+        if ctx.needs_input_grad[1]:
+            grad_rows = torch.mm(grad.t(), unit_emb)
+            dots = torch.bmm(grad_rows.unsqueeze(1), rows.unsqueeze(2)).view(-1)  # row-wise, no temporary
+            grad_rows.mul_(scaled_inv[:, None]).addcmul_(rows, (-dots * scaled_inv * inv_norm * inv_norm)[:, None])
+        return grad_emb, grad_rows, None
 
 
 class ShardedSoftmaxCrossEntropy(torch.autograd.Function):
@@ -150,12 +177,18 @@ class PartialFC(nn.Module):
         else:
             self.register_buffer("weight", weight)
             self.register_buffer("momentum_buffer", torch.zeros_like(weight))
+            self.register_buffer("last_step", torch.full((self.num_local,), -1, dtype=torch.long))
+        self.history = StepHistory()  # sparse update: every step's lr, momentum, decay
         self.sampler = torch.Generator().manual_seed(seed * 1_000_003 + 7919 + ctx.rank)
-        self._sampled: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._sampled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # The sampling generator is part of the state: resuming continues the same negatives.
     def get_extra_state(self) -> dict[str, Any]:
-        return {"sampler": self.sampler.get_state(), "class_range": (self.class_start, self.class_end)}
+        return {
+            "sampler": self.sampler.get_state(),
+            "class_range": (self.class_start, self.class_end),
+            "history": self.history.state_dict(),
+        }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         if tuple(state["class_range"]) != (self.class_start, self.class_end):
@@ -164,6 +197,7 @@ class PartialFC(nn.Module):
                 f"{(self.class_start, self.class_end)}: convert the checkpoint for this world size"
             )
         self.sampler.set_state(state["sampler"])
+        self.history.load_state_dict(state["history"])
 
     def sample(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices of the local centres used this step, sorted; local target column per row or -1)."""
@@ -190,9 +224,10 @@ class PartialFC(nn.Module):
         if self.update == "dense":
             centres = self.weight[index]
         else:
-            centres = torch.index_select(self.weight, 0, index, out=self._rows_buffer(len(index)))
+            centres, momentum = self._current_rows(index)
             centres.requires_grad_(self.training)
-            self._sampled = (index, centres)
+            if self.training:
+                self._sampled = (index, centres, momentum)
         logits = scaled_cosines(F.normalize(emb, dim=1), centres, self.scale)
         rows = torch.nonzero(target >= 0).squeeze(1)
         cols = target[rows]
@@ -201,27 +236,74 @@ class PartialFC(nn.Module):
         return ShardedSoftmaxCrossEntropy.apply(logits, target)
 
     @torch.no_grad()
-    def sparse_step(self, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, grad_scale: float = 1.0) -> None:
-        """SGD (momentum, weight decay) on the rows sampled by the last forward pass only.
-        `grad_scale`: the loss scale of fp16 training, divided out of the gradient here."""
+    def sparse_step(
+        self,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        grad_scale: float = 1.0,
+        nesterov: bool = False,
+    ) -> None:
+        """SGD (momentum, weight decay, as torch.optim.SGD) on the rows sampled by the last forward
+        pass; their missed steps were caught up there. `grad_scale`: the loss scale of fp16
+        training, divided out of the gradient here."""
         if self.update != "sparse" or self._sampled is None:
             return
-        index, centres = self._sampled
+        index, centres, buf = self._sampled
         self._sampled = None
         if centres.grad is None:
             return
-        grad = centres.grad
+        grad = centres.grad  # consumed here: modified in place
         if grad_scale != 1.0:  # fp16 loss scaling: unscale, and skip an overflow step as the optimizer does
-            grad = grad / grad_scale
+            grad.div_(grad_scale)
             if not torch.isfinite(grad).all():
+                centres.grad = None
                 return
-        rows = centres.detach()  # the sampled rows as they were before this step
-        buf = torch.index_select(self.momentum_buffer, 0, index, out=self._momentum_rows_buffer(len(index)))
-        buf.mul_(momentum).add_(grad).add_(rows, alpha=weight_decay)
-        rows.add_(buf, alpha=-lr)
+        rows = centres.detach()  # the sampled rows, current up to the previous step
+        if weight_decay:
+            grad.add_(rows, alpha=weight_decay)
+        buf.mul_(momentum).add_(grad)
+        rows.add_(grad.add_(buf, alpha=momentum) if nesterov else buf, alpha=-lr)
         self.momentum_buffer.index_copy_(0, index, buf)
         self.weight.index_copy_(0, index, rows)
+        self.last_step[index] = len(self.history)
+        self.history.append(lr, momentum, weight_decay, nesterov)
         centres.grad = None
+
+    @torch.no_grad()
+    def _current_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows `index` of the centres and momentum, brought up to the last completed step."""
+        rows = torch.index_select(self.weight, 0, index, out=self._rows_buffer(len(index)))
+        buf = torch.index_select(self.momentum_buffer, 0, index, out=self._momentum_rows_buffer(len(index)))
+        self._catch_up(self.last_step[index], rows, buf)
+        return rows, buf
+
+    def _catch_up(self, last: torch.Tensor, rows: torch.Tensor, buf: torch.Tensor) -> None:
+        """Apply in place, to rows last updated at steps `last`, the steps they missed since."""
+        now = len(self.history)
+        if not bool((last < now - 1).any()):
+            return
+        # rows sampled on the same step share their catch-up map: few distinct ranges per step
+        since, inverse = torch.unique(last.cpu(), return_inverse=True)
+        coeff = self.history.product(since + 1, torch.full_like(since, now))
+        coeff = coeff.to(device=rows.device, dtype=rows.dtype)[inverse.to(rows.device)]
+        a, b, c, d = (coeff[:, i, j, None] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+        new_rows = torch.mul(rows, a, out=self._buffer("_new_rows", len(rows)))
+        new_rows.addcmul_(buf, b)
+        buf.mul_(d).addcmul_(rows, c)
+        rows.copy_(new_rows)
+
+    @torch.no_grad()
+    def synchronize(self, chunk: int = 65536) -> None:
+        """Bring every row up to date (sparse update), e.g. before reading `weight` directly."""
+        if self.update != "sparse":
+            return
+        for start in range(0, self.num_local, chunk):
+            index = torch.arange(start, min(start + chunk, self.num_local), device=self.weight.device)
+            rows, buf = self._current_rows(index)
+            self.weight.index_copy_(0, index, rows)
+            self.momentum_buffer.index_copy_(0, index, buf)
+            self.last_step[index] = len(self.history) - 1
 
     # Gathered rows go to buffers kept between steps: allocating r*C*d floats afresh every step
     # costs page faults that dominate the step on a CPU.

@@ -16,7 +16,7 @@ from facerec.distributed import shard_range
 from facerec.errors import TrainingError
 from facerec.train.checkpoint import PATTERN, checkpoint_name, load_checkpoint
 
-SHARDED = ("head.weight", "head.momentum_buffer")
+SHARDED = ("head.weight", "head.momentum_buffer", "head.last_step")
 
 
 def rank_files(path: Path) -> list[Path]:

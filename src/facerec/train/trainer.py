@@ -282,6 +282,7 @@ class Trainer:
                 o.momentum,
                 o.weight_decay,
                 grad_scale=self.scaler.get_scale() if self.scaler.is_enabled() else 1.0,
+                nesterov=o.nesterov,
             )
         self.scaler.update()
         self.bad_steps = 0
