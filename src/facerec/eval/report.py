@@ -59,7 +59,7 @@ def read_published_roc(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return fpr[order], tpr[order]
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +74,7 @@ def plot_roc(
     published: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     title: str = "ROC",
 ) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, roc in curves.items():
         ax.plot(np.maximum(roc.fpr, 1e-6), roc.tpr, label=name, linewidth=1.8)
@@ -97,7 +97,7 @@ def plot_roc(
 def plot_score_histogram(
     scores: np.ndarray, same: np.ndarray, path: Path, threshold: float | None = None, title: str = "scores"
 ) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = np.linspace(scores.min(), scores.max(), 60)
     ax.hist(scores[same], bins=bins, alpha=0.6, label=f"genuine ({same.sum()})", density=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,18 @@ def embed_images(
     batch_size: int = 32,
     progress: bool = True,
     desc: str = "embedding",
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EmbeddedImages:
-    """Embeddings with and without flip augmentation in one pass over the images."""
+    """Embeddings with and without flip augmentation in one pass over the images.
+    `transform` changes each aligned crop before it is embedded (e.g. a resolution loss)."""
     net = embedder.net.eval()
     plain, flipped, detected = [], [], []
     for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=not progress):
         crops = []
         for image in images[start : start + batch_size]:
             crop, found = prepare(image, embedder, aligner)
+            if transform is not None:
+                crop = transform(crop)
             crops.append(to_tensor(crop))
             detected.append(found)
         x = torch.stack(crops)

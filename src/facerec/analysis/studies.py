@@ -1,0 +1,172 @@
+"""The analyses end to end on a dataset: choose the images, embed them (cached), run the
+statistics, write report.json and the plots. Used by `facerec analyze ...`."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facerec.analysis import bias, linear_map, membership, projection, resolution
+from facerec.analysis.common import ImageSet, embed, folder_images, lfw_images, lfw_pairs_over
+from facerec.errors import DataError
+from facerec.eval.report import write_json
+
+DEFAULT_CACHE = Path.home() / ".cache" / "facerec" / "embeddings"
+
+
+@dataclass
+class Source:
+    """Where the images come from and how a model sees them."""
+
+    lfw: Path | None = None  # LFW root (images/ + meta/)
+    images: Path | None = None  # or an identity-folder tree
+    folds: list[int] | None = None  # LFW View 2 folds to use
+    cache: Path | None = DEFAULT_CACHE
+    reuse: list[Path] = field(default_factory=list)  # embeddings .npz files to take rows from
+
+    def image_set(self) -> ImageSet:
+        if self.lfw is not None:
+            return lfw_images(self.lfw, self.folds)
+        if self.images is not None:
+            return folder_images(self.images)
+        raise DataError("give --lfw ROOT or --images TREE")
+
+    def embed(self, images: ImageSet, model: str, detector: str, **kwargs: Any) -> np.ndarray:
+        return embed(images, model, detector, self.cache, reuse=self.reuse, **kwargs)
+
+
+def _finish(report: dict[str, Any], out: Path) -> dict[str, Any]:
+    report["command"] = "facerec " + " ".join(sys.argv[1:]) if sys.argv and "facerec" in sys.argv[0] else None
+    write_json(out / "report.json", report)
+    return report
+
+
+def group_table(groups: str, lfw: Path | None) -> dict[str, str]:
+    """'gender' / 'race' (LFW's label lists) or a CSV file of key,group rows."""
+    if groups in ("gender", "race"):
+        if lfw is None:
+            raise DataError(f"--groups {groups} uses LFW's label lists: give --lfw, or a CSV of labels")
+        return bias.lfw_gender(lfw / "meta") if groups == "gender" else bias.lfw_race(lfw / "meta")
+    return bias.read_group_csv(groups)
+
+
+def bias_study(
+    source: Source, model: str, detector: str, groups: str, out: Path, target_fmr: float, **options: Any
+) -> dict[str, Any]:
+    images = source.image_set()
+    labels = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
+    emb = source.embed(images, model, detector)
+    report = bias.analyse(emb, images.identities, labels, out, target_fmr, title=f"{model}, {groups}:", **options)
+    report.update(model=model, detector=detector, grouping=groups, unlabelled_images=int((labels == "").sum()))
+    return _finish(report, out)
+
+
+def split_lfw_folds(source: Source, eval_folds: list[int], fit_folds: list[int]) -> tuple[ImageSet, Any, np.ndarray]:
+    """All images of both fold sets, the evaluation pairs over them, and the fit images."""
+    if source.lfw is None:
+        raise DataError("this analysis runs on LFW View 2 folds: give --lfw ROOT")
+    if set(eval_folds) & set(fit_folds):
+        raise DataError(f"evaluation folds {eval_folds} and fitting folds {fit_folds} overlap")
+    images = lfw_images(source.lfw, sorted(eval_folds + fit_folds))
+    pairs = lfw_pairs_over(images, source.lfw, eval_folds)
+    fit = np.flatnonzero(np.isin(images.folds, fit_folds))
+    return images, pairs, fit
+
+
+def linear_map_study(
+    source: Source,
+    model_a: str,
+    detector_a: str,
+    model_b: str,
+    detector_b: str,
+    eval_folds: list[int],
+    fit_folds: list[int],
+    sizes: tuple[int, ...],
+    out: Path,
+) -> dict[str, Any]:
+    images, pairs, pool = split_lfw_folds(source, eval_folds, fit_folds)
+    a = source.embed(images, model_a, detector_a)
+    b = source.embed(images, model_b, detector_b)
+    report = linear_map.experiment(a, b, images.identities, pool, pairs, sizes)
+    report.update(model_a=model_a, model_b=model_b, eval_folds=eval_folds, fit_folds=fit_folds)
+    out.mkdir(parents=True, exist_ok=True)
+    linear_map.plot(report, out / "linear_map.png", f"{model_a} -> {model_b}:")
+    return _finish(report, out)
+
+
+def resolution_study(
+    source: Source, model: str, detector: str, size: int, eval_folds: list[int], fit_folds: list[int], out: Path
+) -> dict[str, Any]:
+    images, pairs, fit = split_lfw_folds(source, eval_folds, fit_folds)
+    hr = source.embed(images, model, detector)
+    lr = source.embed(images, model, detector, transform=resolution.degrader(size), tag=f"lr{size}")
+    report = resolution.analyse(hr, lr, pairs, fit, out, size, title=model)
+    report.update(model=model, detector=detector, eval_folds=eval_folds, fit_folds=fit_folds)
+    return _finish(report, out)
+
+
+def membership_study(
+    source: Source,
+    model: str,
+    detector: str,
+    members_from: Path,
+    out: Path,
+    controls: list[tuple[str, str]],
+    attack_model: str | None = None,
+    attack_detector: str = "mtcnn",
+) -> dict[str, Any]:
+    """`members_from`: the training tree of `model` (its identity folders are the members);
+    the images analysed are `source`'s. Controls: other models (e.g. the reference) that saw
+    none of these people, whose AUC should be near 0.5."""
+    members = {p.name for p in Path(members_from).iterdir() if p.is_dir()}
+    if not members:
+        raise DataError(f"{members_from} holds no identity folders")
+    images = source.image_set()
+    results = {}
+    for name, det in [(model, detector), *controls]:
+        emb = source.embed(images, name, det)
+        results[name] = membership.attack(emb, images.identities, members)
+    out.mkdir(parents=True, exist_ok=True)
+    membership.plot(results, out / "membership.png", "intra-identity compactness, members vs non-members")
+    report: dict[str, Any] = {
+        "model": model,
+        "images": len(images),
+        "results": {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in results.items()},
+    }
+    if attack_model is not None:
+        a = source.embed(images, model, detector)
+        b = source.embed(images, attack_model, attack_detector)
+        is_member = np.isin(images.identities, list(members))
+        report["mapping_attack"] = linear_map.mapping_attack(
+            a, b, images.identities, np.flatnonzero(is_member), np.flatnonzero(~is_member)
+        )
+        report["mapping_attack"].update(model_a=model, model_b=attack_model)
+    return _finish(report, out)
+
+
+def embeddings_study(
+    source: Source,
+    model: str,
+    detector: str,
+    out: Path,
+    method: str,
+    dims: int,
+    top: int,
+    groups: str | None,
+) -> dict[str, Any]:
+    images = source.image_set()
+    keep = projection.top_identities(images.identities, top)
+    images = images.subset(keep)
+    emb = source.embed(images, model, detector)
+    colour = images.identities
+    if groups:
+        colour = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
+        colour = np.where(colour == "", "unlabelled", colour)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{method}_{dims}d{'_' + Path(groups).stem if groups else ''}.png"
+    info = projection.plot(emb, np.asarray(colour), out / name, method, dims, f"{model}:")
+    return _finish({"model": model, "identities": top, "plot": name, **info}, out)
