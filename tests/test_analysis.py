@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -334,3 +335,71 @@ def test_projections_and_the_sphere_plot(tmp_path):
     assert projection.plot(emb, ids, tmp_path / "tsne.png", method="tsne")["method"] == "tsne"
     mask = projection.top_identities(np.array(["a", "b", "b", "c", "c", "c"]), 2)
     assert list(mask) == [False, True, True, True, True, True]
+
+
+# ---- embedding cache ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def faces_and_model(tmp_path):
+    """An identity tree of random images (4 people x 4 images) and an untrained exported model."""
+    from dataclasses import asdict
+
+    from PIL import Image
+
+    from facerec.config import ModelConfig
+    from facerec.models import build_backbone
+    from facerec.models.io import export_model
+
+    rng = np.random.default_rng(0)
+    for person in ("ann", "bob", "cid", "dee"):
+        (tmp_path / "faces" / person).mkdir(parents=True)
+        for i in range(4):
+            image = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / "faces" / person / f"{i}.png")
+    cfg = ModelConfig("lowres_irse8", 16, {"widths": [8, 8, 8, 8], "se": False})
+    model = export_model(tmp_path / "m.pt", build_backbone(cfg.name, 16, 32, cfg.options), asdict(cfg), 32)
+    return tmp_path / "faces", model
+
+
+def test_embeddings_are_cached_and_reused_by_image_name(tmp_path, monkeypatch, faces_and_model):
+    from facerec.analysis import common
+    from facerec.eval import runner
+
+    faces, model = faces_and_model
+    images = common.folder_images(faces)
+    first = common.embed(images, str(model), "none", tmp_path / "cache")
+    assert first.shape == (16, 16)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("embedded again instead of reading the cache")
+
+    monkeypatch.setattr(runner, "embed_images", fail)
+    np.testing.assert_array_equal(common.embed(images, str(model), "none", tmp_path / "cache"), first)
+    part = images.subset(np.array([4, 1]))  # another image list, covered by the cached one
+    np.testing.assert_array_equal(common.embed(part, str(model), "none", tmp_path / "cache"), first[[4, 1]])
+    with pytest.raises(AssertionError, match="embedded again"):  # a transform is cached under its own tag
+        common.embed(images, str(model), "none", tmp_path / "cache", tag="lr36", transform=lambda c: c)
+
+
+def test_analyze_commands_run_on_a_folder_tree(tmp_path, faces_and_model):
+    from facerec.cli import main
+
+    faces, model = faces_and_model
+    groups = tmp_path / "groups.csv"
+    groups.write_text("identity,group\nann,a\nbob,a\ncid,b\ndee,b\n")
+    common = ["--images", str(faces), "--model", str(model), "--detector", "none", "--cache", str(tmp_path / "c")]
+    out = tmp_path / "bias"
+    assert main(["analyze", "bias", "--groups", str(groups), "--target-fmr", "0.1", "--out", str(out), *common]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["groups"]) == {"a", "b"} and len(report["clustering_index"]["C_k"]) == 4
+    out = tmp_path / "proj"
+    assert main(["analyze", "embeddings", "--out", str(out), *common]) == 0
+    assert (out / "pca_2d.png").is_file()
+    (tmp_path / "train" / "ann").mkdir(parents=True)
+    (tmp_path / "train" / "bob").mkdir()
+    out = tmp_path / "members"
+    args = ["analyze", "membership", "--members-from", str(tmp_path / "train"), "--out", str(out), *common]
+    assert main(args) == 0
+    assert json.loads((out / "report.json").read_text())["results"][str(model)]["members"] == 2

@@ -366,7 +366,8 @@ def plot_cross_fmr(rates: dict[str, Any], path: Path, title: str) -> None:
     im = ax.imshow(shown, cmap="viridis", interpolation="nearest")
     for (i, j), v in np.ndenumerate(values):
         text = "n/a" if np.isnan(v) else f"{v:.1e}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=6, color="w" if np.isnan(shown[i, j]) else "k")
+        ax.text(j, i, text, ha="center", va="center", fontsize=6, color="0.4" if np.isnan(v) else "k")
+    ax.set_facecolor("0.9")  # cells without a measurable rate
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     fig.colorbar(im, ax=ax, label="log10 FMR")

@@ -67,7 +67,11 @@ def folder_images(root: str | Path) -> ImageSet:
 
 def cache_file(cache_dir: Path, model: str, detector: str, tag: str, paths: list[Path]) -> Path:
     digest = hashlib.sha1("\n".join(str(p) for p in paths).encode()).hexdigest()[:12]
-    slug = "".join(c if c.isalnum() else "_" for c in Path(model).stem if c)[:40]
+    slug = "".join(c if c.isalnum() else "-" for c in Path(model).stem)[:40]
+    file = Path(model)
+    if file.is_file():  # a model file: its place and version are part of its name
+        stat = file.stat()
+        slug += "-" + hashlib.sha1(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:8]
     return cache_dir / f"{slug}_{detector}_{tag or 'plain'}_{len(paths)}_{digest}.npz"
 
 
@@ -106,10 +110,12 @@ def embed(
                 log.info("embeddings of %d images taken from %s", len(images), candidate)
                 return found
     target = cache_file(Path(cache_dir), model, detector, tag, images.paths) if cache_dir else None
-    if target is not None and target.is_file():
-        found = embeddings_from_file(target, images.paths, flip)
-        if found is not None:
-            return found
+    if target is not None:  # this image list, else any cached list of the same model that covers it
+        same_model = target.name.rsplit("_", 2)[0]
+        for candidate in [target, *sorted(target.parent.glob(f"{same_model}_*.npz"))]:
+            found = embeddings_from_file(candidate, images.paths, flip) if candidate.is_file() else None
+            if found is not None:
+                return found
     embedder = load_embedder(model)
     result = embed_images(
         images.paths, embedder, build_aligner(detector, embedder), transform=transform, desc=f"embedding ({model})"

@@ -39,9 +39,9 @@ class Source:
         return embed(images, model, detector, self.cache, reuse=self.reuse, **kwargs)
 
 
-def _finish(report: dict[str, Any], out: Path) -> dict[str, Any]:
+def _finish(report: dict[str, Any], out: Path, name: str = "report.json") -> dict[str, Any]:
     report["command"] = "facerec " + " ".join(sys.argv[1:]) if sys.argv and "facerec" in sys.argv[0] else None
-    write_json(out / "report.json", report)
+    write_json(out / name, report)
     return report
 
 
@@ -169,4 +169,4 @@ def embeddings_study(
     out.mkdir(parents=True, exist_ok=True)
     name = f"{method}_{dims}d{'_' + Path(groups).stem if groups else ''}.png"
     info = projection.plot(emb, np.asarray(colour), out / name, method, dims, f"{model}:")
-    return _finish({"model": model, "identities": top, "plot": name, **info}, out)
+    return _finish({"model": model, "identities": top, "plot": name, **info}, out, Path(name).with_suffix(".json").name)
