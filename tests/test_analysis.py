@@ -381,6 +381,13 @@ def test_embeddings_are_cached_and_reused_by_image_name(tmp_path, monkeypatch, f
     np.testing.assert_array_equal(common.embed(part, str(model), "none", tmp_path / "cache"), first[[4, 1]])
     with pytest.raises(AssertionError, match="embedded again"):  # a transform is cached under its own tag
         common.embed(images, str(model), "none", tmp_path / "cache", tag="lr36", transform=lambda c: c)
+    # another model's embeddings file is never taken for this model
+    other = tmp_path / "other.npz"
+    names = np.array([str(p) for p in images.paths])
+    np.savez(other, plain=-first, flipped=-first, names=names)
+    np.testing.assert_array_equal(common.embed(images, str(model), "none", None, reuse={str(model): [other]}), -first)
+    with pytest.raises(AssertionError, match="embedded again"):
+        common.embed(images, str(model), "none", None, reuse={"dlib": [other]})
 
 
 def test_analyze_commands_run_on_a_folder_tree(tmp_path, faces_and_model):

@@ -353,11 +353,18 @@ def _align_args(p: argparse.ArgumentParser) -> None:
 # ---- analyze -----------------------------------------------------------------------------
 def analysis_source(args: argparse.Namespace) -> Any:
     from facerec.analysis.studies import DEFAULT_CACHE, Source
+    from facerec.errors import DataError
 
     cache = None if args.no_cache else Path(args.cache) if args.cache else DEFAULT_CACHE
     lfw = Path(args.lfw) if args.lfw else None
     images = Path(args.images) if getattr(args, "images", None) else None
-    return Source(lfw, images, getattr(args, "folds", None), cache, [Path(p) for p in args.reuse or []])
+    reuse: dict[str, list[Path]] = {}
+    for item in args.reuse or []:
+        model, sep, file = item.partition("=")
+        if not sep:
+            raise DataError(f"--reuse takes MODEL=FILE.npz (e.g. dlib=runs/eval/embeddings.npz), got '{item}'")
+        reuse.setdefault(model, []).append(Path(file))
+    return Source(lfw, images, getattr(args, "folds", None), cache, reuse)
 
 
 def add_analysis_arguments(p: argparse.ArgumentParser, images: bool = True, model: bool = True) -> None:
@@ -371,7 +378,12 @@ def add_analysis_arguments(p: argparse.ArgumentParser, images: bool = True, mode
     p.add_argument("--out", required=True, help="folder for report.json and the plots")
     p.add_argument("--cache", help="embedding cache folder (default ~/.cache/facerec/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="always embed afresh")
-    p.add_argument("--reuse", nargs="*", help="embeddings .npz files (from facerec eval) to take rows from")
+    p.add_argument(
+        "--reuse",
+        nargs="*",
+        metavar="MODEL=NPZ",
+        help="a model's embeddings .npz (from facerec eval) to take rows from",
+    )
 
 
 def run_analyze_bias(args: argparse.Namespace) -> int:

@@ -94,17 +94,18 @@ def embed(
     flip: bool = True,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     tag: str = "",
-    reuse: list[Path] | None = None,
+    reuse: dict[str, list[Path]] | None = None,
 ) -> np.ndarray:
     """L2-normalised embeddings of `images` (flip: sum with the mirror image's), computed once
-    and kept in `cache_dir`; `reuse` lists .npz files (e.g. from `facerec eval lfw`) to take them
-    from when they hold every image. `tag` names a crop `transform` in the cache."""
+    and kept in `cache_dir`; `reuse` maps a model to .npz files of its embeddings (e.g. from
+    `facerec eval lfw`) to take them from when they hold every image. `tag` names a crop
+    `transform` in the cache."""
     from facerec.cli import build_aligner
     from facerec.eval.runner import embed_images
     from facerec.models.io import load_embedder
 
     if not tag:
-        for candidate in reuse or []:
+        for candidate in (reuse or {}).get(model, []):
             found = embeddings_from_file(Path(candidate), images.paths, flip)
             if found is not None:
                 log.info("embeddings of %d images taken from %s", len(images), candidate)

@@ -26,7 +26,7 @@ class Source:
     images: Path | None = None  # or an identity-folder tree
     folds: list[int] | None = None  # LFW View 2 folds to use
     cache: Path | None = DEFAULT_CACHE
-    reuse: list[Path] = field(default_factory=list)  # embeddings .npz files to take rows from
+    reuse: dict[str, list[Path]] = field(default_factory=dict)  # model -> its embeddings .npz files
 
     def image_set(self) -> ImageSet:
         if self.lfw is not None:

@@ -1,0 +1,114 @@
+"""Distillation losses against loops written from their definitions, and their gradients."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from facerec.distill import losses as kd
+
+
+def batch(n=7, ds=5, dt=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, ds, generator=g, dtype=torch.float64), torch.randn(n, dt, generator=g, dtype=torch.float64)
+
+
+def huber(x: float) -> float:
+    return 0.5 * x * x if abs(x) < 1 else abs(x) - 0.5
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def test_embedding_regression_terms():
+    s, t = batch(dt=5)
+    sn, tn = s.numpy(), t.numpy()
+    want_l2 = np.mean([np.sum((unit(a) - unit(b)) ** 2) for a, b in zip(sn, tn, strict=True)])
+    want_cos = np.mean([1 - unit(a) @ unit(b) for a, b in zip(sn, tn, strict=True)])
+    assert float(kd.embedding_l2(s, t)) == pytest.approx(want_l2)
+    assert float(kd.embedding_cosine(s, t)) == pytest.approx(want_cos)
+    assert float(kd.embedding_l2(t * 3, t)) == pytest.approx(0, abs=1e-12)  # scale does not matter
+
+
+def test_relational_terms_match_loops():
+    s, t = batch()
+    sn, tn = s.numpy(), t.numpy()
+    n = len(sn)
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    want = np.mean([(unit(sn[i]) @ unit(sn[j]) - unit(tn[i]) @ unit(tn[j])) ** 2 for i, j in pairs])
+    assert float(kd.similarity_matrix(s, t)) == pytest.approx(want)
+
+    def dist(x):
+        d = {(i, j): np.linalg.norm(x[i] - x[j]) for i, j in pairs}
+        mean = np.mean(list(d.values()))
+        return {k: v / mean for k, v in d.items()}
+
+    ds, dt = dist(sn), dist(tn)
+    assert float(kd.rkd_distance(s, t)) == pytest.approx(np.mean([huber(ds[p] - dt[p]) for p in pairs]))
+
+    def angle(x, i, j, k):
+        a, b = x[i] - x[j], x[k] - x[j]
+        if not a.any() or not b.any():
+            return 0.0
+        return unit(a) @ unit(b)
+
+    triplets = list(itertools.product(range(n), repeat=3))
+    want = np.mean([huber(angle(sn, i, j, k) - angle(tn, i, j, k)) for i, j, k in triplets])
+    assert float(kd.rkd_angle(s, t)) == pytest.approx(want)
+
+
+def test_relational_terms_ignore_rotation_and_scale_of_the_student():
+    s, _ = batch(ds=6)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    moved = 2.5 * s @ q
+    for loss in (kd.similarity_matrix, kd.rkd_distance, kd.rkd_angle):
+        assert float(loss(moved, s)) == pytest.approx(0, abs=1e-10)
+
+
+def test_logit_kd_matches_the_definition():
+    s, t = batch(ds=9, dt=9)
+    temp = 3.0
+    p = torch.softmax(t / temp, 1).numpy()
+    q = torch.softmax(s / temp, 1).numpy()
+    want = temp**2 * np.mean((p * (np.log(p) - np.log(q))).sum(1))
+    assert float(kd.logit_kd(s, t, temp)) == pytest.approx(want)
+    assert float(kd.logit_kd(t, t, temp)) == pytest.approx(0, abs=1e-12)
+
+
+def test_evaluation_relation_weights_pairs_near_the_threshold():
+    s, t = batch()
+    sn, tn = s.numpy(), t.numpy()
+    thr, width = 0.1, 0.2
+    num = den = 0.0
+    for i, j in itertools.permutations(range(len(sn)), 2):
+        si, ti = unit(sn[i]) @ unit(sn[j]), unit(tn[i]) @ unit(tn[j])
+        w = math.exp(-((ti - thr) ** 2) / (2 * width**2)) + 1.0 * ((si >= thr) != (ti >= thr))
+        num += w * (si - ti) ** 2
+        den += w
+    assert float(kd.evaluation_relation(s, t, thr, width)) == pytest.approx(num / den)
+
+
+@pytest.mark.parametrize("name", ["l2", "cosine", "similarity", "rkd_distance", "rkd_angle"])
+def test_gradients_agree_with_finite_differences(name):
+    s, t = batch(n=5, ds=4, dt=4)
+    s.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: kd.EMBEDDING_LOSSES[name](x, t), (s,))
+
+
+def test_distillation_loss_module_projects_when_sizes_differ():
+    s, t = batch(ds=5, dt=8)
+    loss = kd.DistillationLoss(5, 8, {"cosine": 1.0, "rkd_angle": 2.0, "evaluation": 0.5}, threshold=0.3).double()
+    parts = loss(s, t)
+    assert set(parts) == {"distill_cosine", "distill_rkd_angle", "distill_evaluation"}
+    assert loss.projection is not None and loss.projection.weight.shape == (8, 5)
+    sum(parts.values()).backward()
+    assert loss.projection.weight.grad is not None
+    with pytest.raises(ValueError, match="unknown distillation terms"):
+        kd.DistillationLoss(5, 8, {"kl": 1.0})
+    with pytest.raises(ValueError, match="threshold"):
+        kd.DistillationLoss(5, 8, {"evaluation": 1.0})
