@@ -410,3 +410,20 @@ def test_analyze_commands_run_on_a_folder_tree(tmp_path, faces_and_model):
     args = ["analyze", "membership", "--members-from", str(tmp_path / "train"), "--out", str(out), *common]
     assert main(args) == 0
     assert json.loads((out / "report.json").read_text())["results"][str(model)]["members"] == 2
+
+
+def test_lfw_people_folds_and_links(tmp_path):
+    from facerec.data.lfw import link_people, people_folds
+
+    people = tmp_path / "people.txt"
+    people.write_text("2\n2\nAnn\t2\nBob\t1\n1\nCid\t3\n")
+    folds = people_folds(people)
+    assert folds == [{"Ann": 2, "Bob": 1}, {"Cid": 3}]
+    for name, count in (("Ann", 2), ("Bob", 1), ("Cid", 3)):
+        (tmp_path / "src" / name).mkdir(parents=True)
+        for i in range(count):
+            (tmp_path / "src" / name / f"{i}.jpg").write_bytes(b"x")
+    linked, images = link_people(tmp_path / "src", tmp_path / "dst", folds[0], min_images=2)
+    assert (linked, images) == (1, 2)
+    assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == ["Ann"]
+    assert (tmp_path / "dst" / "Ann").is_symlink()
