@@ -94,6 +94,20 @@ def run(classes: int, rate: float, update: str, args: argparse.Namespace) -> dic
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def run_repeated(classes: int, rate: float, update: str, args: argparse.Namespace) -> dict:
+    """`--repeats` processes of one configuration: the median over all their timed steps, and
+    the spread of the per-process medians."""
+    runs = [run(classes, rate, update, args) for _ in range(args.repeats)]
+    failed = [r for r in runs if "failed" in r]
+    if failed:
+        return failed[0]
+    result = dict(runs[0])
+    result["step_s"] = statistics.median([t for r in runs for t in r["steps_s"]])
+    result["process_medians"] = [r["step_s"] for r in runs]
+    result["peak_rss_gb"] = max(r["peak_rss_gb"] for r in runs)
+    return result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--classes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -101,6 +115,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=1, help="separate processes per configuration")
     p.add_argument("--head-only", action="store_true", help="time the class layer alone (no backbone)")
     p.add_argument("--memory", action="store_true", help="memory table")
     p.add_argument("--one", nargs=3, metavar=("C", "R", "UPDATE"), help=argparse.SUPPRESS)
@@ -118,11 +133,11 @@ def main() -> None:
         print("| classes | sample rate | update | class layer + optimizer state (GB) | peak RSS of the process (GB) |")
         print("|---|---|---|---|---|")
     else:
-        print("| classes | sample rate | sparse step (s) | dense step (s) | speed-up |")
-        print("|---|---|---|---|---|")
+        print("| classes | sample rate | sparse step (s) | dense step (s) | speed-up | per-process medians (s) |")
+        print("|---|---|---|---|---|---|")
     for c in args.classes:
         for r in args.rates:
-            res = {u: run(c, r, u, args) for u in ("sparse", "dense")}
+            res = {u: run_repeated(c, r, u, args) for u in ("sparse", "dense")}
             if any("failed" in v for v in res.values()):
                 for u, v in res.items():
                     print(f"| {c:,} | {r} | {u} | {v.get('failed', 'ok')} | |")
@@ -131,7 +146,10 @@ def main() -> None:
                     print(f"| {c:,} | {r} | {u} | {v['layer_gb']:.2f} | {v['peak_rss_gb']:.2f} |")
             else:
                 s, d = res["sparse"]["step_s"], res["dense"]["step_s"]
-                print(f"| {c:,} | {r} | {s:.3f} | {d:.3f} | {d / s:.1f}x |")
+                spread = "; ".join(
+                    f"{u} " + ", ".join(f"{m:.2f}" for m in res[u]["process_medians"]) for u in ("sparse", "dense")
+                )
+                print(f"| {c:,} | {r} | {s:.3f} | {d:.3f} | {d / s:.1f}x | {spread} |")
             sys.stdout.flush()
 
 

@@ -56,10 +56,10 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     reference = Trainer(tiny(tmp_path / "a")).fit()
     original_step = Trainer.train_step
 
-    def failing_step(self, images, labels):
+    def failing_step(self, images, labels, teacher=None):
         if self.step == 6:
             raise KeyboardInterrupt
-        return original_step(self, images, labels)
+        return original_step(self, images, labels, teacher)
 
     monkeypatch.setattr(Trainer, "train_step", failing_step)
     with pytest.raises(KeyboardInterrupt):

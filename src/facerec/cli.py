@@ -553,6 +553,22 @@ def _lfw_people_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-images", type=int, default=1, help="leave out people with fewer images")
 
 
+def run_distill_targets(args: argparse.Namespace) -> int:
+    from facerec.distill.targets import write_targets
+
+    out = write_targets(args.tree, args.out, args.teacher, args.detector)
+    print(f"teacher embeddings of {args.tree} written to {out}; train with --set distill.targets={out}")
+    return 0
+
+
+@command("distill-targets", "embed a training tree with a teacher model, for distillation (distill.targets)")
+def _distill_targets_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("tree", help="identity-folder tree of training images")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--teacher", default="dlib", help="'dlib' (reference model) or a facerec model.pt")
+    p.add_argument("--detector", default="mtcnn", help="how the teacher sees the images (none: as they are)")
+
+
 # ---- checkpoints -------------------------------------------------------------------------
 def run_checkpoint_convert(args: argparse.Namespace) -> int:
     from facerec.train.convert import convert

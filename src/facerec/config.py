@@ -114,11 +114,23 @@ class TrainConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Distillation from precomputed teacher embeddings (`facerec distill-targets`)."""
+
+    targets: str | None = None  # .npz of teacher embeddings by image path; None: no distillation
+    terms: dict[str, float] = field(default_factory=lambda: {"cosine": 1.0})  # term -> weight
+    flip: bool = True  # use the teacher's flip-augmented embeddings
+    threshold: float | None = None  # teacher's verification threshold (the 'evaluation' term)
+    width: float = 0.1  # width of the 'evaluation' term's weighting around the threshold
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     head: LossConfig = field(default_factory=LossConfig)
     aux_losses: list[LossConfig] = field(default_factory=list)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

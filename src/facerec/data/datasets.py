@@ -42,6 +42,7 @@ class FaceDataset(torch.utils.data.Dataset):
     def __init__(self, image_size: int) -> None:
         self.image_size = image_size
         self.augment: Augmenter | None = None
+        self.targets: torch.Tensor | None = None  # a teacher's embedding per image (distillation)
 
     def load(self, index: int) -> np.ndarray:
         raise NotImplementedError
@@ -59,11 +60,14 @@ class FaceDataset(torch.utils.data.Dataset):
     def image(self, index: int) -> np.ndarray:
         return resize(self.load(index), self.image_size)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple:
+        """(image, label), plus the teacher's embedding when targets are attached."""
         index, seed = item if isinstance(item, tuple) else (item, None)
         img = self.image(index)
         if self.augment is not None and seed is not None:
             img = self.augment(img, np.random.default_rng(seed))
+        if self.targets is not None:
+            return to_tensor(img), int(self.labels[index]), self.targets[index]
         return to_tensor(img), int(self.labels[index])
 
 

@@ -23,6 +23,8 @@ from facerec.data import build_datasets
 from facerec.data.datasets import FaceDataset
 from facerec.data.samplers import PKBatchSampler, ResumableBatchSampler, ShuffleBatchSampler
 from facerec.data.transforms import Augment
+from facerec.distill.losses import DistillationLoss
+from facerec.distill.targets import attach_targets, load_targets
 from facerec.distributed import all_reduce_sum_hook, init_from_env
 from facerec.errors import ConfigError, TrainingError
 from facerec.eval.embed import embed_dataset
@@ -75,6 +77,7 @@ class Trainer:
         self.out = Path(t.output_dir)
         self.train_set, self.val_set = build_datasets(cfg.data, t.seed, progress=t.progress)
         self.train_set.augment = Augment(cfg.data.augment)
+        self.teacher_size = self._attach_teacher()
         self.sampler = self._build_sampler(self.train_set)
         self.net = self._build_net().to(self.device)
         if t.init_from:
@@ -111,7 +114,20 @@ class Trainer:
         backbone = build_backbone(m.name, m.embedding_size, self.cfg.data.image_size, m.options)
         head = build_loss(self.cfg.head.name, m.embedding_size, n, self.cfg.head.options)
         aux = nn.ModuleList(build_loss(a.name, m.embedding_size, n, a.options) for a in self.cfg.aux_losses)
-        return nn.ModuleDict({"backbone": backbone, "head": head, "aux": aux})
+        parts = {"backbone": backbone, "head": head, "aux": aux}
+        if self.teacher_size:
+            k = self.cfg.distill
+            parts["distill"] = DistillationLoss(m.embedding_size, self.teacher_size, k.terms, k.threshold, k.width)
+        return nn.ModuleDict(parts)
+
+    def _attach_teacher(self) -> int:
+        """Teacher embeddings for each training image when distilling; their size (0: none)."""
+        k = self.cfg.distill
+        if not k.targets:
+            return 0
+        if not k.terms:
+            raise ConfigError("distill.targets is set but distill.terms is empty")
+        return attach_targets(self.train_set, load_targets(k.targets, k.flip))
 
     def _parallel_wrappers(self) -> tuple[nn.Module, nn.Module]:
         """Modules the step calls: the plain ones, or DDP wrappers when several processes train.
@@ -120,7 +136,9 @@ class Trainer:
         the backbone's gradients are summed across ranks (not averaged). A replicated head
         returns a local mean: backbone and head gradients are averaged, DDP's default.
         """
-        losses = LossTerms(self.cfg, self.net["head"], self.net["aux"])
+        losses = LossTerms(
+            self.cfg, self.net["head"], self.net["aux"], self.net["distill"] if self.teacher_size else None
+        )
         if not self.dist.distributed:
             return self.net["backbone"], losses
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -170,7 +188,10 @@ class Trainer:
     def _param_groups(self) -> list[dict[str, Any]]:
         o = self.cfg.optim
         groups = []
-        for part, scale in (("backbone", 1.0), ("head", o.head_lr_scale), ("aux", o.head_lr_scale)):
+        parts = (("backbone", 1.0), ("head", o.head_lr_scale), ("aux", o.head_lr_scale), ("distill", o.head_lr_scale))
+        for part, scale in parts:
+            if part not in self.net:
+                continue
             params = [p for p in self.net[part].parameters() if p.requires_grad]
             if params:
                 groups.append({"params": params, "lr": o.lr * scale})
@@ -227,7 +248,7 @@ class Trainer:
                 f"checkpoint {path} was written by {payload.get('world_size', 1)} processes, this run has "
                 f"{self.dist.world_size}: convert it with `facerec checkpoint convert`"
             )
-        for key in ("model", "head", "aux_losses"):
+        for key in ("model", "head", "aux_losses", "distill"):
             if payload["config"][key] != self.cfg.to_dict()[key]:
                 raise TrainingError(
                     f"checkpoint {path} was made with a different '{key}' config; "
@@ -252,15 +273,18 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def compute_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(
+        self, images: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         with self.autocast():
             emb = self.backbone_fn(images)
-        total, parts = self.losses_fn(emb.float(), labels)  # margins and softmax in fp32
+        total, parts = self.losses_fn(emb.float(), labels, teacher)  # margins and softmax in fp32
         return total, {k: float(v) for k, v in parts.items()}
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None = None) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        loss, parts = self.compute_loss(images.to(self.device), labels.to(self.device))
+        teacher = teacher.to(self.device) if teacher is not None else None
+        loss, parts = self.compute_loss(images.to(self.device), labels.to(self.device), teacher)
         if not all_ranks_true(bool(torch.isfinite(loss)), self.device):  # every rank skips, or none
             self._bad_step(f"loss is {float(loss)} ({', '.join(f'{k}={v:.4g}' for k, v in parts.items())})")
             return float("nan")
@@ -313,9 +337,9 @@ class Trainer:
         self._window = (time.perf_counter(), 0)
         try:
             while self.step < min(stop_at, self.total_steps):
-                for images, labels in self._epoch_loader():
+                for images, labels, *teacher in self._epoch_loader():  # teacher: embeddings when distilling
                     self._set_train_mode()
-                    loss = self.train_step(images, labels)
+                    loss = self.train_step(images, labels, teacher[0] if teacher else None)
                     self.scheduler.step()
                     self.step += 1
                     self.batch_in_epoch += 1
@@ -416,14 +440,19 @@ class Trainer:
 class LossTerms(nn.Module):
     """The head plus the weighted auxiliary losses: (total, detached parts by name)."""
 
-    def __init__(self, cfg: Config, head: nn.Module, aux: nn.ModuleList) -> None:
+    def __init__(self, cfg: Config, head: nn.Module, aux: nn.ModuleList, distill: nn.Module | None = None) -> None:
         super().__init__()
         self.names = [cfg.head.name] + [a.name for a in cfg.aux_losses]
         self.weights = [cfg.head.weight] + [a.weight for a in cfg.aux_losses]
         self.terms = nn.ModuleList([head, *aux])
+        self.distill = distill
 
-    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, emb: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         parts = {n: w * term(emb, labels) for n, w, term in zip(self.names, self.weights, self.terms, strict=True)}
+        if self.distill is not None and teacher is not None:
+            parts.update(self.distill(emb, teacher))
         return sum(parts.values()), {k: v.detach() for k, v in parts.items()}
 
 
