@@ -81,3 +81,23 @@ def test_missing_targets_are_named(tmp_path, tree_and_teacher):
         Trainer(student(tmp_path / "run", faces, f"distill.targets={targets}"))
     with pytest.raises(DataError, match="teacher targets not found"):
         Trainer(student(tmp_path / "run2", faces, "distill.targets=nowhere.npz"))
+
+
+def test_unlabelled_folder_distils_with_no_head(tmp_path, tree_and_teacher):
+    faces, targets = tree_and_teacher
+    cfg = student(
+        tmp_path / "run",
+        faces,
+        "data.source=unlabelled",
+        "head.name=none",
+        "head.weight=1.0",
+        f"distill.targets={targets}",
+        "distill.terms={cosine: 1.0}",
+    )
+    trainer = Trainer(cfg)
+    assert len(trainer.train_set) == 24 and trainer.train_set.num_classes == 1
+    trainer.fit()
+    rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert np.mean([r["loss"] for r in rows[-3:]]) < 0.5 * np.mean([r["loss"] for r in rows[:3]])
+    with pytest.raises(Exception, match="trains nothing"):
+        Trainer(student(tmp_path / "run2", faces, "data.source=unlabelled", "head.name=none"))

@@ -9,6 +9,7 @@ from facerec.data.datasets import (
     ImageFolderDataset,
     ListDataset,
     SyntheticDataset,
+    UnlabelledFolderDataset,
     decode_image,
     drop_small_identities,
     split_by_identity,
@@ -34,6 +35,15 @@ def folder_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
     return ImageFolderDataset(cfg.root, cfg.image_size)
 
 
+@SOURCES.register("unlabelled")
+def unlabelled_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+    if not cfg.root:
+        raise ConfigError("data.source 'unlabelled' needs data.root (a folder of face images)")
+    if cfg.val_identities:
+        raise ConfigError("data.source 'unlabelled' has no identities to hold out: set data.val_identities: 0")
+    return UnlabelledFolderDataset(cfg.root, cfg.image_size)
+
+
 @SOURCES.register("list")
 def list_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
     if not cfg.list_file:
@@ -55,7 +65,7 @@ def build_datasets(cfg: DataConfig, seed: int, progress: bool = False) -> tuple[
     dataset = SOURCES.get(cfg.source)(cfg, progress)
     dataset = drop_small_identities(dataset, cfg.min_images_per_identity)
     train, val = split_by_identity(dataset, cfg.val_identities, seed)
-    if train.num_classes < 2:
+    if train.num_classes < 2 and cfg.source != "unlabelled":
         raise DataError(f"training needs at least 2 identities, found {train.num_classes}")
     return train, val
 
@@ -68,6 +78,7 @@ __all__ = [
     "ListDataset",
     "SyntheticDataset",
     "SyntheticFaces",
+    "UnlabelledFolderDataset",
     "build_datasets",
     "decode_image",
 ]

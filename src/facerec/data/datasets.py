@@ -102,6 +102,26 @@ class ImageFolderDataset(FaceDataset):
         return str(self.paths[index])
 
 
+class UnlabelledFolderDataset(FaceDataset):
+    """Every image under root (any depth), one label for all: for distillation without labels."""
+
+    def __init__(self, root: str | Path, image_size: int = 112) -> None:
+        super().__init__(image_size)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"dataset folder not found: {self.root}")
+        self.paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self.paths:
+            raise DataError(f"no images under {self.root} (extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        self.labels, self.class_names = np.zeros(len(self.paths), dtype=np.int64), ["unlabelled"]
+
+    def load(self, index: int) -> np.ndarray:
+        return decode_image(self.paths[index])
+
+    def describe(self, index: int) -> str:
+        return str(self.paths[index])
+
+
 class ListDataset(FaceDataset):
     """A text file of `relative/path label` lines (paths relative to `root`)."""
 

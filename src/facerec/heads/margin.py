@@ -79,6 +79,14 @@ class MarginHead(ClassCentres):
         return F.cross_entropy(self.logits(embeddings, labels), labels)
 
 
+@LOSSES.register("none")
+class NoHead(nn.Module):
+    """No identity loss (unlabelled data): the run learns from its other terms, e.g. distillation."""
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return embeddings.sum() * 0.0  # zero, but part of the graph
+
+
 @LOSSES.register("softmax")
 class SoftmaxHead(ClassCentres):
     """Plain linear classifier (with bias) and cross-entropy: the DeepFace/DeepID baseline."""

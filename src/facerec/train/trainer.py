@@ -124,6 +124,8 @@ class Trainer:
         """Teacher embeddings for each training image when distilling; their size (0: none)."""
         k = self.cfg.distill
         if not k.targets:
+            if self.cfg.head.name == "none" and not self.cfg.aux_losses:
+                raise ConfigError("head 'none' trains nothing by itself: set distill.targets (or aux_losses)")
             return 0
         if not k.terms:
             raise ConfigError("distill.targets is set but distill.terms is empty")
