@@ -101,3 +101,21 @@ def test_unlabelled_folder_distils_with_no_head(tmp_path, tree_and_teacher):
     assert np.mean([r["loss"] for r in rows[-3:]]) < 0.5 * np.mean([r["loss"] for r in rows[:3]])
     with pytest.raises(Exception, match="trains nothing"):
         Trainer(student(tmp_path / "run2", faces, "data.source=unlabelled", "head.name=none"))
+
+
+def test_targets_from_source_images_and_reused_rows(tmp_path, tree_and_teacher):
+    faces, targets = tree_and_teacher
+    from facerec.distill.targets import load_targets, write_targets
+
+    first = load_targets(targets)
+    teacher = str(tmp_path / "teacher.pt")
+    # the same tree as "originals": same relative paths, embedded from there
+    out = write_targets(faces, tmp_path / "t2.npz", teacher, "none", source_root=faces)
+    again = load_targets(out)
+    assert all(np.allclose(again[k], first[k], atol=1e-6) for k in first)
+    # rows of a previous file are taken by source path instead of embedding again
+    fake = tmp_path / "fake.npz"
+    data = np.load(out)
+    np.savez(fake, names=data["sources"], plain=-data["plain"], flipped=-data["flipped"])
+    reused = load_targets(write_targets(faces, tmp_path / "t3.npz", teacher, "none", faces, [fake]))
+    assert all(np.allclose(reused[k], -first[k], atol=1e-6) for k in first)

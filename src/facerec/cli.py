@@ -556,7 +556,8 @@ def _lfw_people_args(p: argparse.ArgumentParser) -> None:
 def run_distill_targets(args: argparse.Namespace) -> int:
     from facerec.distill.targets import write_targets
 
-    out = write_targets(args.tree, args.out, args.teacher, args.detector)
+    reuse = [Path(p) for p in args.reuse or []]
+    out = write_targets(args.tree, args.out, args.teacher, args.detector, args.source_root, reuse)
     print(f"teacher embeddings of {args.tree} written to {out}; train with --set distill.targets={out}")
     return 0
 
@@ -567,6 +568,8 @@ def _distill_targets_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--teacher", default="dlib", help="'dlib' (reference model) or a facerec model.pt")
     p.add_argument("--detector", default="mtcnn", help="how the teacher sees the images (none: as they are)")
+    p.add_argument("--source-root", help="embed the same relative paths under this folder (e.g. the originals)")
+    p.add_argument("--reuse", nargs="*", help="the teacher's embeddings .npz files (by source path) to take rows from")
 
 
 # ---- checkpoints -------------------------------------------------------------------------

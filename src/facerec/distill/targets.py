@@ -11,21 +11,62 @@ import torch
 from facerec.errors import DataError
 
 
-def write_targets(tree: str | Path, out: str | Path, teacher: str = "dlib", detector: str = "mtcnn") -> Path:
-    """Embed every image of an identity-folder tree with the teacher; returns the .npz path."""
+def write_targets(
+    tree: str | Path,
+    out: str | Path,
+    teacher: str = "dlib",
+    detector: str = "mtcnn",
+    source_root: str | Path | None = None,
+    reuse: list[Path] | None = None,
+) -> Path:
+    """Embed every image of an identity-folder tree with the teacher; returns the .npz path.
+
+    `source_root`: the teacher embeds, instead of each training image, the file with the same
+    relative path under this folder (e.g. the original photographs, which it aligns its own
+    way, while the student trains on crops aligned for it). `reuse`: .npz files of this
+    teacher's embeddings (names = source paths) whose rows are taken instead of embedding."""
     from facerec.cli import build_aligner
     from facerec.data.datasets import ImageFolderDataset
     from facerec.eval.runner import embed_images
     from facerec.models.io import load_embedder
 
+    tree = Path(tree)
     paths = [Path(p) for p in ImageFolderDataset(tree).paths]
-    embedder = load_embedder(teacher)
-    result = embed_images(paths, embedder, build_aligner(detector, embedder), desc=f"teacher ({teacher})")
+    sources = [Path(source_root) / p.relative_to(tree) for p in paths] if source_root else paths
+    missing = [s for s in sources if not s.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} source images are missing (first: {missing[0]})")
+    known = _rows_from(reuse or [], sources)
+    todo = [i for i, row in enumerate(known) if row is None]
+    rows: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {
+        i: (row[0], row[1], True) for i, row in enumerate(known) if row is not None
+    }
+    if todo:
+        embedder = load_embedder(teacher)
+        aligner = build_aligner(detector, embedder)
+        result = embed_images([sources[i] for i in todo], embedder, aligner, desc=f"teacher ({teacher})")
+        for k, i in enumerate(todo):
+            rows[i] = (result.plain[k], result.flipped[k], bool(result.detected[k]))
+    plain = np.stack([rows[i][0] for i in range(len(paths))]).astype(np.float32)
+    flipped = np.stack([rows[i][1] for i in range(len(paths))]).astype(np.float32)
+    detected = np.array([rows[i][2] for i in range(len(paths))])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     names = np.array([str(p.resolve()) for p in paths])
-    np.savez(out, names=names, plain=result.plain, flipped=result.flipped, detected=result.detected)
+    np.savez(
+        out, names=names, plain=plain, flipped=flipped, detected=detected, sources=np.array([str(s) for s in sources])
+    )
     return out
+
+
+def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """(plain, flipped) of each source image found by resolved path in the .npz files."""
+    table: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for file in files:
+        data = np.load(file)
+        for i, name in enumerate(data["names"].tolist()):
+            table[str(Path(name).resolve())] = (data["plain"][i], data["flipped"][i])
+    return [table.get(str(s.resolve())) for s in sources]
 
 
 def load_targets(path: str | Path, flip: bool = True) -> dict[str, np.ndarray]:
