@@ -185,7 +185,8 @@ def plot_histograms(hr: np.ndarray, moved: dict[str, np.ndarray], pairs: Pairs, 
     plt = pyplot()
     rows = list(moved)
     fig, axes = plt.subplots(len(rows), 3, figsize=(10, 2.1 * len(rows)), sharex=True)
-    bins = np.linspace(0, 1.4, 57)
+    spread = [1 - cosine_scores(a, b, pairs) for m in moved.values() for a, b in settings(hr, m).values()]
+    bins = np.linspace(0, float(np.quantile(np.concatenate(spread), 0.999)), 50)  # models differ in scale
     for r, name in enumerate(rows):
         for c, (setting, (a, b)) in enumerate(settings(hr, moved[name]).items()):
             ax = axes[r, c]

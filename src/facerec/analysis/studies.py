@@ -45,6 +45,12 @@ def _finish(report: dict[str, Any], out: Path, name: str = "report.json") -> dic
     return report
 
 
+def short_name(model: str) -> str:
+    """'dlib', or the run folder and file name of a model file, for plot titles."""
+    path = Path(model)
+    return model if not path.suffix else f"{path.parent.name}/{path.name}"
+
+
 def group_table(groups: str, lfw: Path | None) -> dict[str, str]:
     """'gender' / 'race' (LFW's label lists) or a CSV file of key,group rows."""
     if groups in ("gender", "race"):
@@ -60,7 +66,8 @@ def bias_study(
     images = source.image_set()
     labels = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
     emb = source.embed(images, model, detector)
-    report = bias.analyse(emb, images.identities, labels, out, target_fmr, title=f"{model}, {groups}:", **options)
+    title = f"{short_name(model)}, {Path(groups).stem}:"
+    report = bias.analyse(emb, images.identities, labels, out, target_fmr, title=title, **options)
     report.update(model=model, detector=detector, grouping=groups, unlabelled_images=int((labels == "").sum()))
     return _finish(report, out)
 
@@ -94,7 +101,7 @@ def linear_map_study(
     report = linear_map.experiment(a, b, images.identities, pool, pairs, sizes)
     report.update(model_a=model_a, model_b=model_b, eval_folds=eval_folds, fit_folds=fit_folds)
     out.mkdir(parents=True, exist_ok=True)
-    linear_map.plot(report, out / "linear_map.png", f"{model_a} -> {model_b}:")
+    linear_map.plot(report, out / "linear_map.png", f"{short_name(model_a)} -> {short_name(model_b)}:")
     return _finish(report, out)
 
 
@@ -104,7 +111,7 @@ def resolution_study(
     images, pairs, fit = split_lfw_folds(source, eval_folds, fit_folds)
     hr = source.embed(images, model, detector)
     lr = source.embed(images, model, detector, transform=resolution.degrader(size), tag=f"lr{size}")
-    report = resolution.analyse(hr, lr, pairs, fit, out, size, title=model)
+    report = resolution.analyse(hr, lr, pairs, fit, out, size, title=short_name(model))
     report.update(model=model, detector=detector, eval_folds=eval_folds, fit_folds=fit_folds)
     return _finish(report, out)
 
@@ -131,7 +138,8 @@ def membership_study(
         emb = source.embed(images, name, det)
         results[name] = membership.attack(emb, images.identities, members)
     out.mkdir(parents=True, exist_ok=True)
-    membership.plot(results, out / "membership.png", "intra-identity compactness, members vs non-members")
+    titled = {short_name(k): v for k, v in results.items()}
+    membership.plot(titled, out / "membership.png", "intra-identity compactness, members vs non-members")
     report: dict[str, Any] = {
         "model": model,
         "images": len(images),
@@ -168,5 +176,5 @@ def embeddings_study(
         colour = np.where(colour == "", "unlabelled", colour)
     out.mkdir(parents=True, exist_ok=True)
     name = f"{method}_{dims}d{'_' + Path(groups).stem if groups else ''}.png"
-    info = projection.plot(emb, np.asarray(colour), out / name, method, dims, f"{model}:")
+    info = projection.plot(emb, np.asarray(colour), out / name, method, dims, f"{short_name(model)}:")
     return _finish({"model": model, "identities": top, "plot": name, **info}, out, Path(name).with_suffix(".json").name)
