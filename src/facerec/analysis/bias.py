@@ -331,25 +331,36 @@ def block_means(normalised: np.ndarray, groups: np.ndarray) -> dict[str, dict[st
     }
 
 
-def plot_matrix(normalised: np.ndarray, groups: np.ndarray, path: Path, title: str) -> None:
+def pooled(matrix: np.ndarray, step: int) -> np.ndarray:
+    """Mean over step x step blocks (the last ones smaller): a picture of a large matrix."""
+    edges = np.arange(0, len(matrix), step)
+    rows = np.add.reduceat(matrix, edges, axis=0) / np.diff(np.r_[edges, len(matrix)])[:, None]
+    return np.add.reduceat(rows, edges, axis=1) / np.diff(np.r_[edges, len(matrix)])[None, :]
+
+
+def plot_matrix(normalised: np.ndarray, groups: np.ndarray, path: Path, title: str, pixels: int = 150) -> None:
+    """Heatmap of the matrix, averaged over blocks of subjects when there are more than `pixels`."""
     from facerec.eval.report import pyplot
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    limit = np.quantile(np.abs(normalised[~np.eye(len(groups), dtype=bool)]), 0.995)
-    im = ax.imshow(normalised, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    edges = np.flatnonzero(groups[1:] != groups[:-1]) + 0.5
-    for e in edges:
+    step = max(1, int(np.ceil(len(groups) / pixels)))
+    shown = pooled(normalised, step)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    limit = np.quantile(np.abs(shown), 0.99)
+    im = ax.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    edges = np.flatnonzero(groups[1:] != groups[:-1]) + 1  # first subject of each next group
+    for e in edges / step - 0.5:
         ax.axhline(e, color="k", lw=0.6)
         ax.axvline(e, color="k", lw=0.6)
-    starts = np.concatenate([[0], np.ceil(edges).astype(int)])
-    ends = np.concatenate([np.ceil(edges).astype(int), [len(groups)]])
-    ax.set_xticks((starts + ends - 1) / 2, [groups[s] for s in starts], rotation=45, fontsize=7, ha="right")
-    ax.set_yticks((starts + ends - 1) / 2, [groups[s] for s in starts], fontsize=7)
+    starts, ends = np.r_[0, edges], np.r_[edges, len(groups)]
+    centres = (starts + ends) / 2 / step - 0.5
+    ax.set_xticks(centres, [groups[s] for s in starts], rotation=45, fontsize=7, ha="right")
+    ax.set_yticks(centres, [groups[s] for s in starts], fontsize=7)
     fig.colorbar(im, ax=ax, fraction=0.046, label="non-mated-normalised score")
-    ax.set_title(f"{title} subject similarity ({len(groups)} subjects)".strip(), fontsize=9)
+    pooled_note = f", means of {step}x{step} blocks" if step > 1 else ""
+    ax.set_title(f"{title} subject similarity ({len(groups)} subjects{pooled_note})".strip(), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
