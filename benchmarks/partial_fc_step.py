@@ -3,13 +3,14 @@
 Each configuration runs in a fresh subprocess (so peak memory is its own): a small backbone
 (lowres_irse8, widths 16-128, 32x32 input, batch 128, 512-d embedding), a Partial FC head
 over C classes with sample rate r, SGD momentum 0.9 and weight decay 5e-4.
-- sparse: the optimizer holds the backbone; the sampled class rows get `sparse_step`.
+- sparse: the optimizer holds the backbone; the sampled class rows get `sparse_step` (which
+  first catches them up exactly on the steps they were skipped).
 - dense: the optimizer also holds the class matrix, receives a dense gradient and rewrites
   every row (momentum + weight decay), as arcface_torch's PartialFC_V2 does.
 Reported: median step time over the timed steps, peak resident memory of the process and the
 memory of the class layer with its optimizer state (weight + momentum [+ dense gradient]).
 
-    python benchmarks/partial_fc_step.py --classes 100000 1000000 --rates 0.1 --threads 2
+    python benchmarks/partial_fc_step.py --classes 100000 1000000 --rates 0.1 --threads 2 --steps 10 --repeats 2
     python benchmarks/partial_fc_step.py --memory --classes 100000 1000000 2000000 --rates 0.1 1.0
 """
 
