@@ -5,7 +5,11 @@ from facerec.errors import ConfigError
 
 
 def test_bundled_configs_load():
-    for name in ("quickstart", "iresnet50_arcface", "mobilefacenet_arcface", "lowres36_irse8", "triplet_pk"):
+    from importlib.resources import files
+
+    names = sorted(p.name.removesuffix(".yaml") for p in files("facerec.configs").iterdir() if p.name.endswith(".yaml"))
+    assert {"quickstart", "partial_fc_synthetic", "distill_mobilefacenet_lfw"} <= set(names)
+    for name in names:
         assert isinstance(load_config(name), Config)
 
 
