@@ -64,8 +64,9 @@ def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray,
     table: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for file in files:
         data = np.load(file)
+        plain, flipped = data["plain"], data["flipped"]  # read each array once (an npz re-reads per access)
         for i, name in enumerate(data["names"].tolist()):
-            table[str(Path(name).resolve())] = (data["plain"][i], data["flipped"][i])
+            table[str(Path(name).resolve())] = (plain[i].copy(), flipped[i].copy())
     return [table.get(str(s.resolve())) for s in sources]
 
 
