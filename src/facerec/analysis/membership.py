@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from facerec.errors import DataError
+from facerec.eval.metrics import auc as roc_auc
+from facerec.eval.metrics import roc_curve
 
 
 def compactness(emb: np.ndarray, identities: np.ndarray) -> dict[str, float]:
@@ -31,13 +33,11 @@ def compactness(emb: np.ndarray, identities: np.ndarray) -> dict[str, float]:
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """P(score of a random positive > a random negative), ties counting one half (Mann-Whitney)."""
+    """P(score of a random positive > a random negative), ties counting one half: the area under
+    the ROC of `facerec.eval.metrics`, whose points are the distinct scores."""
     scores = np.concatenate([positive, negative])
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    ranks = (ends - (counts - 1) / 2)[inverse]  # 1-based ranks, ties given their average
-    n_pos, n_neg = len(positive), len(negative)
-    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    is_positive = np.r_[np.ones(len(positive), bool), np.zeros(len(negative), bool)]
+    return roc_auc(roc_curve(scores, is_positive))
 
 
 def bootstrap_auc(

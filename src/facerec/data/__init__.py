@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from facerec.config import DataConfig
 from facerec.data.datasets import (
+    IMAGE_EXTENSIONS,
     DatasetView,
     FaceDataset,
+    FileListDataset,
     ImageFolderDataset,
     ListDataset,
     SyntheticDataset,
-    UnlabelledFolderDataset,
     decode_image,
     drop_small_identities,
     split_by_identity,
@@ -41,7 +44,13 @@ def unlabelled_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
         raise ConfigError("data.source 'unlabelled' needs data.root (a folder of face images)")
     if cfg.val_identities:
         raise ConfigError("data.source 'unlabelled' has no identities to hold out: set data.val_identities: 0")
-    return UnlabelledFolderDataset(cfg.root, cfg.image_size)
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise DataError(f"dataset folder not found: {root}")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise DataError(f"no images under {root} (extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return FileListDataset(paths, cfg.image_size)
 
 
 @SOURCES.register("list")
@@ -78,7 +87,6 @@ __all__ = [
     "ListDataset",
     "SyntheticDataset",
     "SyntheticFaces",
-    "UnlabelledFolderDataset",
     "build_datasets",
     "decode_image",
 ]

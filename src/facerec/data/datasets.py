@@ -71,7 +71,19 @@ class FaceDataset(torch.utils.data.Dataset):
         return to_tensor(img), int(self.labels[index])
 
 
-class ImageFolderDataset(FaceDataset):
+class PathDataset(FaceDataset):
+    """Images read from files: subclasses set `paths` (with `labels` and `class_names`)."""
+
+    paths: list[Path]
+
+    def load(self, index: int) -> np.ndarray:
+        return decode_image(self.paths[index])
+
+    def describe(self, index: int) -> str:
+        return str(self.paths[index])
+
+
+class ImageFolderDataset(PathDataset):
     """root/<identity>/<image>: one folder per identity, label = sorted folder order."""
 
     def __init__(self, root: str | Path, image_size: int = 112) -> None:
@@ -95,34 +107,8 @@ class ImageFolderDataset(FaceDataset):
             )
         self.paths, self.labels, self.class_names = paths, np.array(labels), names
 
-    def load(self, index: int) -> np.ndarray:
-        return decode_image(self.paths[index])
 
-    def describe(self, index: int) -> str:
-        return str(self.paths[index])
-
-
-class UnlabelledFolderDataset(FaceDataset):
-    """Every image under root (any depth), one label for all: for distillation without labels."""
-
-    def __init__(self, root: str | Path, image_size: int = 112) -> None:
-        super().__init__(image_size)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(f"dataset folder not found: {self.root}")
-        self.paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not self.paths:
-            raise DataError(f"no images under {self.root} (extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
-        self.labels, self.class_names = np.zeros(len(self.paths), dtype=np.int64), ["unlabelled"]
-
-    def load(self, index: int) -> np.ndarray:
-        return decode_image(self.paths[index])
-
-    def describe(self, index: int) -> str:
-        return str(self.paths[index])
-
-
-class ListDataset(FaceDataset):
+class ListDataset(PathDataset):
     """A text file of `relative/path label` lines (paths relative to `root`)."""
 
     def __init__(self, list_file: str | Path, root: str | Path | None = None, image_size: int = 112) -> None:
@@ -146,15 +132,9 @@ class ListDataset(FaceDataset):
         self.paths, self.labels = paths, labels
         self.class_names = [str(u) for u in uniques]
 
-    def load(self, index: int) -> np.ndarray:
-        return decode_image(self.paths[index])
 
-    def describe(self, index: int) -> str:
-        return str(self.paths[index])
-
-
-class FileListDataset(FaceDataset):
-    """Plain image files without identities (for embedding)."""
+class FileListDataset(PathDataset):
+    """Plain image files without identities (for embedding, or distillation without labels)."""
 
     def __init__(self, paths: Sequence[str | Path], image_size: int = 112) -> None:
         super().__init__(image_size)
@@ -164,12 +144,6 @@ class FileListDataset(FaceDataset):
             raise DataError(f"image not found: {missing[0]}")
         self.labels = np.zeros(len(self.paths), dtype=np.int64)
         self.class_names = ["unlabelled"]
-
-    def load(self, index: int) -> np.ndarray:
-        return decode_image(self.paths[index])
-
-    def describe(self, index: int) -> str:
-        return str(self.paths[index])
 
 
 class SyntheticDataset(FaceDataset):
