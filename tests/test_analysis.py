@@ -427,3 +427,18 @@ def test_lfw_people_folds_and_links(tmp_path):
     assert (linked, images) == (1, 2)
     assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == ["Ann"]
     assert (tmp_path / "dst" / "Ann").is_symlink()
+
+
+def test_analyze_bad_input_gives_clear_errors(tmp_path, capsys, faces_and_model):
+    from facerec.cli import main
+
+    faces, model = faces_and_model
+    common = ["--images", str(faces), "--model", str(model), "--detector", "none", "--out", str(tmp_path / "o")]
+    assert main(["analyze", "bias", "--groups", str(tmp_path / "none.csv"), *common]) == 2
+    assert "group labels not found" in capsys.readouterr().err
+    assert main(["analyze", "membership", "--members-from", str(tmp_path / "nope"), *common]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["analyze", "embeddings", "--reuse", "file.npz", *common]) == 2
+    assert "MODEL=FILE.npz" in capsys.readouterr().err
+    assert main(["analyze", "resolution", "--model", str(model), "--out", str(tmp_path / "o")]) == 2
+    assert "give --lfw" in capsys.readouterr().err

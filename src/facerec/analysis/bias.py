@@ -59,6 +59,8 @@ def lfw_race(meta_dir: str | Path) -> dict[str, str]:
 def read_group_csv(path: str | Path) -> dict[str, str]:
     """A CSV whose first column is an image path, an image file name or an identity, and
     whose second column is the group (a header line is allowed)."""
+    if not Path(path).is_file():
+        raise DataError(f"group labels not found: {path} (give gender, race or a CSV of key,group rows)")
     table: dict[str, str] = {}
     with open(path, newline="") as f:
         for row in csv.reader(f):

@@ -129,6 +129,8 @@ def membership_study(
     """`members_from`: the training tree of `model` (its identity folders are the members);
     the images analysed are `source`'s. Controls: other models (e.g. the reference) that saw
     none of these people, whose AUC should be near 0.5."""
+    if not Path(members_from).is_dir():
+        raise DataError(f"--members-from {members_from} is not a folder (the model's training tree)")
     members = {p.name for p in Path(members_from).iterdir() if p.is_dir()}
     if not members:
         raise DataError(f"{members_from} holds no identity folders")
