@@ -1,0 +1,64 @@
+"""Embedding throughput of backbones on the CPU: faces per second for aligned crops (network
+only, no detection), with the parameter count and the fp32 size. Weights do not change the
+cost, so untrained backbones stand in for trained ones of the same shape.
+
+    python benchmarks/embed_throughput.py --threads 2
+    python benchmarks/embed_throughput.py --models dlib mobilefacenet@112 lowres_irse8@36 --batch 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from facerec.models import build_backbone
+from facerec.models.io import load_embedder
+
+DEFAULT = ["dlib", "mobilefacenet@112", "iresnet50@112", "lowres_irse8@36"]
+
+
+def network(spec: str) -> tuple[torch.nn.Module, int]:
+    """'dlib', 'NAME@SIZE' (a registered backbone, 128-d) or a facerec model file."""
+    if "@" in spec:
+        name, size = spec.split("@")
+        return build_backbone(name, 128, int(size)).eval(), int(size)
+    embedder = load_embedder(spec)
+    return embedder.net.eval(), embedder.input_size
+
+
+@torch.no_grad()
+def faces_per_second(net: torch.nn.Module, size: int, batch: int, repeats: int) -> float:
+    x = torch.randn(batch, 3, size, size)
+    net(x)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        net(x)
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=DEFAULT)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{platform.machine()}, torch {torch.__version__}, {args.threads} threads, batch {args.batch}\n")
+    print("| model | input | parameters | fp32 size (MB) | faces/s |")
+    print("|---|---|---|---|---|")
+    for spec in args.models:
+        net, size = network(spec)
+        params = sum(p.numel() for p in net.parameters())
+        rate = faces_per_second(net, size, args.batch, args.repeats)
+        print(f"| {spec.split('@')[0]} | {size}x{size} | {params / 1e6:.2f}M | {params * 4 / 2**20:.1f} | {rate:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
