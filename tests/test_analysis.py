@@ -442,3 +442,24 @@ def test_analyze_bad_input_gives_clear_errors(tmp_path, capsys, faces_and_model)
     assert "MODEL=FILE.npz" in capsys.readouterr().err
     assert main(["analyze", "resolution", "--model", str(model), "--out", str(tmp_path / "o")]) == 2
     assert "give --lfw" in capsys.readouterr().err
+
+
+def test_eval_scores_degraded_faces_when_asked(tmp_path, faces_and_model):
+    from facerec.cli import main
+
+    faces, model = faces_and_model
+    rows = ["path1,path2,label"]
+    people = sorted(p.name for p in faces.iterdir())
+    for i, a in enumerate(people):
+        rows.append(f"{a}/0.png,{a}/1.png,1")
+        rows.append(f"{a}/2.png,{people[(i + 1) % len(people)]}/3.png,0")
+    (faces / "pairs.csv").write_text("\n".join(rows) + "\n")
+    reports = {}
+    for degrade in (0, 12):
+        out = tmp_path / f"d{degrade}"
+        args = ["eval", "pairs", str(faces / "pairs.csv"), "--model", str(model), "--detector", "none"]
+        assert main([*args, "--degrade", str(degrade), "--out", str(out)]) == 0
+        reports[degrade] = json.loads((out / "report.json").read_text())
+        reports[degrade]["emb"] = np.load(out / "embeddings.npz")["plain"]
+    assert "degraded to 12 px" in reports[12]["pipeline"] and "degraded" not in reports[0]["pipeline"]
+    assert not np.allclose(reports[0]["emb"], reports[12]["emb"])

@@ -149,3 +149,15 @@ def test_to_tensor_range():
 def test_png_written_by_tree_is_readable(tree):
     first = sorted(tree.rglob("*.png"))[0]
     assert Image.open(first).size == (40, 40)
+
+
+def test_lowres_augmentation_with_a_fixed_size():
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    cfg = AugmentConfig(flip=False, lowres_prob=1.0, lowres_min_size=36, lowres_max_size=36)
+    for seed in range(3):
+        out = Augment(cfg)(image, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out, degrade_resolution(image, 36))
+    flat = np.full((112, 112, 3), 77, dtype=np.uint8)
+    assert np.abs(degrade_resolution(flat, 20).astype(int) - 77).max() <= 1

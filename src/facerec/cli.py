@@ -132,6 +132,15 @@ def build_aligner(detector: str, embedder: Any, several: str = "central") -> Any
     return Aligner(DETECTORS.build(detector), embedder.template, size, AlignPolicy(several=several, missing="center"))
 
 
+def degradation(args: argparse.Namespace) -> Any:
+    """The crop transform of --degrade N (None when not asked for)."""
+    if not args.degrade:
+        return None
+    from facerec.analysis.resolution import degrader
+
+    return degrader(args.degrade)
+
+
 def finish_eval(report: dict, out: Path) -> int:
     for key in ("no_flip", "flip"):
         r = report[key]
@@ -159,6 +168,9 @@ def add_eval_model_arguments(p: argparse.ArgumentParser) -> None:
         "--detector", default="mtcnn", help="mtcnn, dlib, dlib-native (dlib's own chips) or none (pre-aligned)"
     )
     p.add_argument("--out", default="runs/eval", help="folder for report.json and the plots")
+    p.add_argument(
+        "--degrade", type=int, default=0, help="score low-resolution faces: N px across on the 112 template (e.g. 36)"
+    )
 
 
 @command("eval lfw", "LFW 10-fold verification (View 2 pairs.txt, or View 1 with --pairs)")
@@ -177,7 +189,8 @@ def evaluate_protocol(pairs: Any, args: argparse.Namespace, published: list[Path
 
     embedder = load_embedder(args.model)
     aligner = build_aligner(args.detector, embedder)
-    report = evaluate_pairs(pairs, embedder, aligner, args.out, f"{embedder.name}+{args.detector}", published)
+    name = f"{embedder.name}+{args.detector}" + (f", faces degraded to {args.degrade} px" if args.degrade else "")
+    report = evaluate_pairs(pairs, embedder, aligner, args.out, name, published, transform=degradation(args))
     return finish_eval(report, Path(args.out))
 
 
@@ -216,7 +229,8 @@ def run_eval_identify(args: argparse.Namespace) -> int:
 
     dataset = ImageFolderDataset(args.root)
     embedder = load_embedder(args.model)
-    emb = embed_images(dataset.paths, embedder, build_aligner(args.detector, embedder)).get(args.flip)
+    aligner = build_aligner(args.detector, embedder)
+    emb = embed_images(dataset.paths, embedder, aligner, transform=degradation(args)).get(args.flip)
     split = gallery_probe_split(dataset.labels, args.seed, args.gallery_images, args.unenrolled)
     report = identification_report(emb, dataset.labels, split)
     write_json(Path(args.out) / "identification.json", {"model": embedder.name, "seed": args.seed, **report})

@@ -35,7 +35,8 @@ class SyntheticConfig:
 class AugmentConfig:
     flip: bool = True
     lowres_prob: float = 0.0
-    lowres_min_size: int = 16
+    lowres_min_size: int = 16  # degraded faces get a random size in [min, max] pixels, then scaled back
+    lowres_max_size: int = 0  # 0: the image size
     color_jitter: float = 0.0
 
 

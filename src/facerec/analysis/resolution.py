@@ -17,21 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from facerec.analysis.common import Pairs, cosine_scores, normalise
 from facerec.analysis.linear_map import verification
+from facerec.data.transforms import degrade_resolution
 
 TEMPLATE = 112
 
 
 def degrade(crop: np.ndarray, size: int, reference: int = TEMPLATE) -> np.ndarray:
-    """The crop as it looks when the face had `size`/`reference` of its resolution: downscaled
-    (with antialiasing) and scaled back up bicubically to its own size."""
-    h, w = crop.shape[:2]
-    small = (max(1, round(w * size / reference)), max(1, round(h * size / reference)))
-    image = Image.fromarray(crop)
-    return np.asarray(image.resize(small, Image.Resampling.BOX).resize((w, h), Image.Resampling.BICUBIC))
+    """The crop as it looks when the face had `size`/`reference` of its resolution (a crop of
+    the 112 template degraded to 36 has 36 pixels across), back at its own size."""
+    return degrade_resolution(crop, max(1, round(crop.shape[1] * size / reference)))
 
 
 def degrader(size: int) -> Callable[[np.ndarray], np.ndarray]:

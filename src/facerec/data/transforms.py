@@ -25,10 +25,12 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def degrade_resolution(image: np.ndarray, size: int) -> np.ndarray:
-    """Downscale to size x size and back up: a low-resolution face at the original size."""
-    full = image.shape[0]
-    small = Image.fromarray(image).resize((size, size), Image.BILINEAR)
-    return np.asarray(small.resize((full, full), Image.BILINEAR))
+    """A low-resolution face at the original size: area-averaged down to `size` pixels across
+    (the height scaled alike), then bicubically back up."""
+    h, w = image.shape[:2]
+    small = (max(1, size), max(1, round(h * size / w)))
+    low = Image.fromarray(image).resize(small, Image.Resampling.BOX)
+    return np.asarray(low.resize((w, h), Image.Resampling.BICUBIC))
 
 
 def jitter_colour(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -50,8 +52,9 @@ class Augment:
             image = image[:, ::-1]
         if cfg.lowres_prob > 0 and rng.random() < cfg.lowres_prob:
             full = image.shape[0]
-            low = min(cfg.lowres_min_size, full)
-            image = degrade_resolution(image, int(rng.integers(low, full + 1)))
+            high = min(cfg.lowres_max_size or full, full)
+            low = min(cfg.lowres_min_size, high)
+            image = degrade_resolution(image, int(rng.integers(low, high + 1)))
         if cfg.color_jitter > 0:
             image = jitter_colour(image, cfg.color_jitter, rng)
         return image

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,14 @@ def evaluate_pairs(
     name: str = "model",
     published: list[str | Path] | None = None,
     progress: bool = True,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Report with and without flip augmentation; JSON + ROC and histogram PNGs in out_dir."""
+    """Report with and without flip augmentation; JSON + ROC and histogram PNGs in out_dir.
+    `transform` changes every aligned crop before it is embedded (e.g. a resolution loss)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    embedded: EmbeddedImages = embed_images(pairs.images, embedder, aligner, progress=progress)
+    embedded: EmbeddedImages = embed_images(pairs.images, embedder, aligner, progress=progress, transform=transform)
     seconds = time.perf_counter() - start
     report: dict[str, Any] = {
         "model": embedder.name,
