@@ -30,6 +30,14 @@ def network(spec: str) -> tuple[torch.nn.Module, int]:
     return embedder.net.eval(), embedder.input_size
 
 
+def weight_count(net: torch.nn.Module) -> int:
+    """Learned numbers: parameters, or weights kept as buffers (the dlib port), without the
+    BatchNorm running statistics."""
+    state = net.state_dict()
+    skip = ("running_mean", "running_var", "num_batches_tracked")
+    return sum(v.numel() for k, v in state.items() if v.is_floating_point() and not k.endswith(skip))
+
+
 @torch.no_grad()
 def faces_per_second(net: torch.nn.Module, size: int, batch: int, repeats: int) -> float:
     x = torch.randn(batch, 3, size, size)
@@ -51,13 +59,20 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{platform.machine()}, torch {torch.__version__}, {args.threads} threads, batch {args.batch}\n")
-    print("| model | input | parameters | fp32 size (MB) | faces/s |")
+    print("| model | input | weights | fp32 size (MB) | faces/s |")
     print("|---|---|---|---|---|")
     for spec in args.models:
         net, size = network(spec)
-        params = sum(p.numel() for p in net.parameters())
         rate = faces_per_second(net, size, args.batch, args.repeats)
-        print(f"| {spec.split('@')[0]} | {size}x{size} | {params / 1e6:.2f}M | {params * 4 / 2**20:.1f} | {rate:.1f} |")
+        params = weight_count(net)
+        if params:
+            weights, megabytes = f"{params / 1e6:.2f}M", f"{params * 4 / 2**20:.1f}"
+        else:  # dlib's own network: no torch weights; the size of its model file
+            from facerec.align.dlib_models import model_file
+
+            file = model_file("dlib_face_recognition_resnet_model_v1.dat")
+            weights, megabytes = "(dlib file)", f"{file.stat().st_size / 2**20:.1f}"
+        print(f"| {spec.split('@')[0]} | {size}x{size} | {weights} | {megabytes} | {rate:.1f} |")
 
 
 if __name__ == "__main__":
