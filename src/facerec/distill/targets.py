@@ -38,9 +38,7 @@ def write_targets(
         raise DataError(f"{len(missing)} source images are missing (first: {missing[0]})")
     known = _rows_from(reuse or [], sources)
     todo = [i for i, row in enumerate(known) if row is None]
-    rows: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {
-        i: (row[0], row[1], True) for i, row in enumerate(known) if row is not None
-    }
+    rows = {i: row for i, row in enumerate(known) if row is not None}
     if todo:
         embedder = load_embedder(teacher)
         aligner = build_aligner(detector, embedder)
@@ -59,14 +57,16 @@ def write_targets(
     return out
 
 
-def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """(plain, flipped) of each source image found by resolved path in the .npz files."""
-    table: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray, np.ndarray, bool] | None]:
+    """(plain, flipped, face detected) of each source image found by resolved path in the .npz
+    files (files without a `detected` array count every face as detected)."""
+    table: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
     for file in files:
         data = np.load(file)
         plain, flipped = data["plain"], data["flipped"]  # read each array once (an npz re-reads per access)
+        detected = data["detected"] if "detected" in data.files else np.ones(len(plain), dtype=bool)
         for i, name in enumerate(data["names"].tolist()):
-            table[str(Path(name).resolve())] = (plain[i].copy(), flipped[i].copy())
+            table[str(Path(name).resolve())] = (plain[i].copy(), flipped[i].copy(), bool(detected[i]))
     return [table.get(str(s.resolve())) for s in sources]
 
 
