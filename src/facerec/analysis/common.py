@@ -13,6 +13,7 @@ import numpy as np
 
 from facerec.errors import DataError
 from facerec.eval.protocols import read_lfw_pairs
+from facerec.eval.runner import rows_by_path
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def embeddings_from_file(path: Path, paths: list[Path], flip: bool) -> np.ndarra
     """Rows of an embeddings .npz (from `facerec eval` or this cache) for `paths`, matched by
     name; None when some image is missing from it."""
     data = np.load(path)
-    index = {str(Path(name).resolve()): i for i, name in enumerate(data["names"].tolist())}
+    index = rows_by_path(data["names"].tolist())
     rows = [index.get(str(Path(p).resolve())) for p in paths]
     if any(r is None for r in rows):
         return None
@@ -122,8 +123,7 @@ def embed(
         images.paths, embedder, build_aligner(detector, embedder), transform=transform, desc=f"embedding ({model})"
     )
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(target, plain=result.plain, flipped=result.flipped, names=np.array([str(p) for p in images.paths]))
+        result.save(target, images.paths)
     return result.get(flip)
 
 

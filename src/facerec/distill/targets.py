@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from facerec.errors import DataError
+from facerec.eval.runner import EmbeddedImages, embed_images, rows_by_path
 
 
 def write_targets(
@@ -27,7 +28,6 @@ def write_targets(
     teacher's embeddings (names = source paths) whose rows are taken instead of embedding."""
     from facerec.cli import build_aligner
     from facerec.data.datasets import ImageFolderDataset
-    from facerec.eval.runner import embed_images
     from facerec.models.io import load_embedder
 
     tree = Path(tree)
@@ -48,13 +48,8 @@ def write_targets(
     plain = np.stack([rows[i][0] for i in range(len(paths))]).astype(np.float32)
     flipped = np.stack([rows[i][1] for i in range(len(paths))]).astype(np.float32)
     detected = np.array([rows[i][2] for i in range(len(paths))])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    names = np.array([str(p.resolve()) for p in paths])
-    np.savez(
-        out, names=names, plain=plain, flipped=flipped, detected=detected, sources=np.array([str(s) for s in sources])
-    )
-    return out
+    names = [p.resolve() for p in paths]
+    return EmbeddedImages(plain, flipped, detected).save(Path(out), names, sources=np.array([str(s) for s in sources]))
 
 
 def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray, np.ndarray, bool] | None]:
@@ -65,8 +60,8 @@ def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray,
         data = np.load(file)
         plain, flipped = data["plain"], data["flipped"]  # read each array once (an npz re-reads per access)
         detected = data["detected"] if "detected" in data.files else np.ones(len(plain), dtype=bool)
-        for i, name in enumerate(data["names"].tolist()):
-            table[str(Path(name).resolve())] = (plain[i].copy(), flipped[i].copy(), bool(detected[i]))
+        for name, i in rows_by_path(data["names"].tolist()).items():
+            table[name] = (plain[i].copy(), flipped[i].copy(), bool(detected[i]))
     return [table.get(str(s.resolve())) for s in sources]
 
 
@@ -77,7 +72,7 @@ def load_targets(path: str | Path, flip: bool = True) -> dict[str, np.ndarray]:
         raise DataError(f"teacher targets not found: {path} (make them with `facerec distill-targets`)")
     data = np.load(path)
     vectors = data["flipped" if flip else "plain"]
-    return {str(Path(name).resolve()): vectors[i] for i, name in enumerate(data["names"].tolist())}
+    return {name: vectors[i] for name, i in rows_by_path(data["names"].tolist()).items()}
 
 
 def attach_targets(dataset: object, table: dict[str, np.ndarray]) -> int:

@@ -60,12 +60,6 @@ def evaluate_pairs(
         )
     pub = {Path(p).stem: read_published_roc(p) for p in (published or [])}
     plot_roc(curves, out / "roc.png", pub, title=f"{name}: {len(pairs)} pairs")
-    np.savez(
-        out / "embeddings.npz",
-        plain=embedded.plain,
-        flipped=embedded.flipped,
-        detected=embedded.detected,
-        names=np.array(pairs.names),
-    )
+    embedded.save(out / "embeddings.npz", pairs.names)
     write_json(out / "report.json", report)
     return report

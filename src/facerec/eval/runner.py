@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,19 @@ class EmbeddedImages:
 
     def get(self, flip: bool) -> np.ndarray:
         return self.flipped if flip else self.plain
+
+    def save(self, path: Path, names: Sequence[str | Path], **extra: np.ndarray) -> Path:
+        """The embeddings .npz that `facerec eval`, the analysis cache and distillation targets
+        share: plain, flipped, detected and the image names (plus any `extra` arrays)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        names = np.array([str(n) for n in names])
+        np.savez(path, plain=self.plain, flipped=self.flipped, detected=self.detected, names=names, **extra)
+        return path
+
+
+def rows_by_path(names: Sequence[str]) -> dict[str, int]:
+    """The row of each image of an embeddings .npz, keyed by its resolved path."""
+    return {str(Path(name).resolve()): i for i, name in enumerate(names)}
 
 
 def prepare(image: Any, embedder: Embedder, aligner: Any | None) -> tuple[np.ndarray, bool]:
