@@ -105,6 +105,14 @@ def test_warp_uses_pixel_centre_coordinates():
     assert (halved * cols).sum() / halved.sum() == pytest.approx(10.0)
 
 
+def test_shrinking_warp_is_low_pass_filtered():
+    """One-pixel stripes shrunk 4x average to grey; point sampling would give all-black or all-white."""
+    img = np.zeros((160, 160, 3), dtype=np.uint8)
+    img[:, ::2] = 255
+    out = warp_affine(img, np.array([[0.25, 0, 0], [0, 0.25, 0]]), (40, 40))[2:-2, 2:-2].astype(float)
+    assert abs(out.mean() - 127.5) < 3 and out.std() < 3
+
+
 def test_warp_identity_is_exact():
     img = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
     out = warp_affine(img, np.array([[1.0, 0, 0], [0, 1, 0]]), (30, 20))

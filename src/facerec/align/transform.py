@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 
@@ -39,7 +41,21 @@ def umeyama(src: np.ndarray, dst: np.ndarray, scaling: bool = True) -> np.ndarra
 
 def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Warp an RGB uint8 image by the 2x3 matrix (source -> output pixel coordinates) into
-    an output of size (width, height), bilinear, black outside the source."""
+    an output of size (width, height), bilinear, black outside the source.
+
+    A warp that shrinks the image (e.g. a large face onto a 36 or 64 px template) is done on a
+    k-times finer grid and box-averaged down: plain bilinear sampling would alias, and the
+    crops would differ from training crops resized with a low-pass filter."""
+    k = math.ceil(1.0 / max(math.sqrt(abs(np.linalg.det(matrix[:, :2]))), 1e-6) - 1e-6)
+    if k <= 1:
+        return _warp_bilinear(image, matrix, size)
+    # pixel centres of the fine grid: p_fine = k * p + (k - 1) / 2
+    fine = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2]]) @ np.vstack([matrix, [0, 0, 1]])
+    out = _warp_bilinear(image, fine, (size[0] * k, size[1] * k))
+    return np.asarray(Image.fromarray(out).reduce(k))
+
+
+def _warp_bilinear(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     full = np.vstack([matrix, [0, 0, 1]])
     inv = np.linalg.inv(full)
     # PIL samples the source at inv @ (x + 0.5, y + 0.5) - 0.5 style pixel centres: shift by half a pixel
