@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from facerec.align.transform import ARCFACE_112
 from facerec.analysis.common import Pairs, cosine_scores, normalise
 from facerec.analysis.linear_map import verification
 from facerec.data.transforms import degrade_resolution
@@ -25,14 +26,25 @@ from facerec.data.transforms import degrade_resolution
 TEMPLATE = 112
 
 
-def degrade(crop: np.ndarray, size: int, reference: int = TEMPLATE) -> np.ndarray:
-    """The crop as it looks when the face had `size`/`reference` of its resolution (a crop of
-    the 112 template degraded to 36 has 36 pixels across), back at its own size."""
-    return degrade_resolution(crop, max(1, round(crop.shape[1] * size / reference)))
+def template_scale(template: np.ndarray) -> float:
+    """Crop pixels per pixel of the 112x112 template: the ratio of the eye distances."""
+    eyes = np.linalg.norm(np.asarray(template)[1] - np.asarray(template)[0])
+    return float(eyes / np.linalg.norm(ARCFACE_112[1] - ARCFACE_112[0]))
 
 
-def degrader(size: int) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda crop: degrade(crop, size)
+def degrade(crop: np.ndarray, size: int, scale: float = 1.0) -> np.ndarray:
+    """The crop as it looks when the face had `size` pixels across the 112 template, back at
+    its own size. `scale`: the crop's pixels per template pixel (1 for a 112 crop, 36/112 for
+    a 36 px model's crop, about 1.51 for dlib's 150 px chip). A crop already that coarse is
+    returned as it is."""
+    target = round(crop.shape[1] * size / (TEMPLATE * scale))
+    return crop if target >= crop.shape[1] else degrade_resolution(crop, max(1, target))
+
+
+def degrader(size: int, template: np.ndarray = ARCFACE_112) -> Callable[[np.ndarray], np.ndarray]:
+    """`degrade` for the crops of a model whose five landmarks sit at `template`."""
+    scale = template_scale(template)
+    return lambda crop: degrade(crop, size, scale)
 
 
 # ---- transforms between point sets ---------------------------------------------------------------
