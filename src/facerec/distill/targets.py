@@ -54,13 +54,15 @@ def write_targets(
 
 def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray, np.ndarray, bool] | None]:
     """(plain, flipped, face detected) of each source image found by resolved path in the .npz
-    files (files without a `detected` array count every face as detected)."""
+    files: an eval file's `names`, or a targets file's `sources` (its `names` are the training
+    crops). Files without a `detected` array count every face as detected."""
     table: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
     for file in files:
         data = np.load(file)
         plain, flipped = data["plain"], data["flipped"]  # read each array once (an npz re-reads per access)
         detected = data["detected"] if "detected" in data.files else np.ones(len(plain), dtype=bool)
-        for name, i in rows_by_path(data["names"].tolist()).items():
+        embedded = data["sources"] if "sources" in data.files else data["names"]
+        for name, i in rows_by_path(embedded.tolist()).items():
             table[name] = (plain[i].copy(), flipped[i].copy(), bool(detected[i]))
     return [table.get(str(s.resolve())) for s in sources]
 
@@ -75,9 +77,9 @@ def load_targets(path: str | Path, flip: bool = True) -> dict[str, np.ndarray]:
     return {name: vectors[i] for name, i in rows_by_path(data["names"].tolist()).items()}
 
 
-def attach_targets(dataset: object, table: dict[str, np.ndarray]) -> int:
-    """Give each image of the dataset its teacher embedding (looked up by its resolved path);
-    returns the teacher's embedding size."""
+def attach_targets(dataset: object, table: dict[str, np.ndarray], center: bool = False) -> int:
+    """Give each image of the dataset its teacher embedding (looked up by its resolved path),
+    optionally centred on their mean and renormalised; returns the teacher's embedding size."""
     keys = [str(Path(dataset.describe(i)).resolve()) for i in range(len(dataset))]  # type: ignore[attr-defined]
     missing = [k for k in keys if k not in table]
     if missing:
@@ -85,5 +87,9 @@ def attach_targets(dataset: object, table: dict[str, np.ndarray]) -> int:
             f"{len(missing)} of {len(keys)} training images have no teacher embedding (first: {missing[0]}); "
             "make the targets for this tree with `facerec distill-targets`"
         )
-    dataset.targets = torch.from_numpy(np.stack([table[k] for k in keys]).astype(np.float32))  # type: ignore[attr-defined]
+    targets = np.stack([table[k] for k in keys]).astype(np.float64)
+    if center:
+        targets -= targets.mean(0)
+        targets /= np.linalg.norm(targets, axis=1, keepdims=True).clip(1e-12)
+    dataset.targets = torch.from_numpy(targets.astype(np.float32))  # type: ignore[attr-defined]
     return int(dataset.targets.shape[1])  # type: ignore[attr-defined]
