@@ -3,16 +3,19 @@ a student that moves towards the teacher."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from facerec.cli import main
 from facerec.config import ModelConfig, load_config
-from facerec.errors import DataError
+from facerec.distill.targets import load_targets
+from facerec.errors import ConfigError, DataError
 from facerec.models import build_backbone
 from facerec.models.io import export_model
 from facerec.train import Trainer
@@ -119,3 +122,48 @@ def test_targets_from_source_images_and_reused_rows(tmp_path, tree_and_teacher):
     np.savez(fake, names=data["sources"], plain=-data["plain"], flipped=-data["flipped"])
     reused = load_targets(write_targets(faces, tmp_path / "t3.npz", teacher, "none", faces, [fake]))
     assert all(np.allclose(reused[k], -first[k], atol=1e-6) for k in first)
+    # a targets file of another tree over the same sources: its rows are found by `sources`
+    # (its `names` are that tree's crops), so no teacher is needed
+    crops = tmp_path / "crops"
+    shutil.copytree(faces, crops)
+    np.savez(
+        tmp_path / "t4.npz",
+        names=data["names"],
+        sources=data["sources"],
+        plain=-data["plain"],
+        flipped=-data["flipped"],
+    )
+    out = write_targets(crops, tmp_path / "t5.npz", "missing-teacher.pt", "none", faces, [tmp_path / "t4.npz"])
+    from_crops = load_targets(out)
+    assert all(np.allclose(from_crops[str(crops / Path(k).relative_to(faces.resolve()))], -first[k]) for k in first)
+
+
+def test_centred_targets_are_the_teacher_minus_its_mean(tmp_path, tree_and_teacher):
+    faces, targets = tree_and_teacher
+    raw = Trainer(student(tmp_path / "a", faces, f"distill.targets={targets}")).train_set.targets.double()
+    trainer = Trainer(student(tmp_path / "b", faces, f"distill.targets={targets}", "distill.center=true"))
+    centred = trainer.train_set.targets.double()
+    expected = raw - raw.mean(0)
+    expected = expected / expected.norm(dim=1, keepdim=True)
+    assert np.allclose(centred.numpy(), expected.numpy(), atol=1e-6)
+    assert np.allclose(centred.norm(dim=1).numpy(), 1.0, atol=1e-6)
+
+
+def test_teacher_on_the_fly_matches_precomputed_targets_and_distils(tmp_path, tree_and_teacher):
+    faces, targets = tree_and_teacher
+    teacher = str(tmp_path / "teacher.pt")
+    terms = "distill.terms={cosine: 1.0, similarity: 1.0}"
+    trainer = Trainer(student(tmp_path / "run", faces, f"distill.teacher={teacher}", terms, "data.augment.flip=false"))
+    assert trainer.teacher_size == 12 and trainer.net["distill"].projection.weight.shape == (12, 8)
+    # un-augmented images at the teacher's own input size: the precomputed targets exactly
+    images = torch.stack([trainer.train_set[i][0] for i in range(len(trainer.train_set))])
+    table = load_targets(targets)
+    expected = np.stack([table[str(Path(trainer.train_set.describe(i)).resolve())] for i in range(len(images))])
+    assert np.allclose(trainer.teacher_embeddings(images).numpy(), expected, atol=1e-5)
+    trainer.fit()
+    rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert np.mean([r["loss"] for r in rows[-3:]]) < 0.5 * np.mean([r["loss"] for r in rows[:3]])
+    with pytest.raises(ConfigError, match="not both"):
+        Trainer(student(tmp_path / "r2", faces, f"distill.teacher={teacher}", f"distill.targets={targets}", terms))
+    with pytest.raises(ConfigError, match="needs precomputed targets"):
+        Trainer(student(tmp_path / "r3", faces, f"distill.teacher={teacher}", "distill.center=true", terms))

@@ -116,11 +116,17 @@ class TrainConfig:
 
 @dataclass
 class DistillConfig:
-    """Distillation from precomputed teacher embeddings (`facerec distill-targets`)."""
+    """Distillation from teacher embeddings: precomputed (`facerec distill-targets`, any teacher
+    including the dlib reference model) or computed on the fly by a facerec model."""
 
     targets: str | None = None  # .npz of teacher embeddings by image path; None: no distillation
+    # or a facerec model.pt / checkpoint that embeds each augmented batch (resized to its input)
+    teacher: str | None = None
     terms: dict[str, float] = field(default_factory=lambda: {"cosine": 1.0})  # term -> weight
     flip: bool = True  # use the teacher's flip-augmented embeddings
+    # subtract the teacher's mean embedding over the training images and renormalise: spreads
+    # targets that sit in a narrow cone (the dlib model's) over the sphere for the student
+    center: bool = False
     threshold: float | None = None  # teacher's verification threshold (the 'evaluation' term)
     width: float = 0.1  # width of the 'evaluation' term's weighting around the threshold
 

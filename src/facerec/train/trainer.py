@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -32,7 +33,7 @@ from facerec.eval.verification import verify_embeddings
 from facerec.heads import PAIRWISE_LOSSES, build_loss
 from facerec.heads.partial_fc import PartialFC
 from facerec.models import build_backbone
-from facerec.models.io import export_model
+from facerec.models.io import export_model, load_model_file
 from facerec.train import checkpoint as ckpt
 from facerec.train.logger import MetricLogger, plot_training_curves
 from facerec.train.optim import build_optimizer, build_scheduler
@@ -121,15 +122,42 @@ class Trainer:
         return nn.ModuleDict(parts)
 
     def _attach_teacher(self) -> int:
-        """Teacher embeddings for each training image when distilling; their size (0: none)."""
+        """Teacher embeddings for each training image, or the teacher network that computes them
+        on the fly, when distilling; their size (0: no distillation)."""
         k = self.cfg.distill
-        if not k.targets:
+        self.teacher_net: nn.Module | None = None
+        if not k.targets and not k.teacher:
             if self.cfg.head.name == "none" and not self.cfg.aux_losses:
-                raise ConfigError("head 'none' trains nothing by itself: set distill.targets (or aux_losses)")
+                raise ConfigError(
+                    "head 'none' trains nothing by itself: set distill.targets or distill.teacher (or aux_losses)"
+                )
             return 0
+        if k.targets and k.teacher:
+            raise ConfigError("set distill.targets (precomputed) or distill.teacher (on the fly), not both")
         if not k.terms:
-            raise ConfigError("distill.targets is set but distill.terms is empty")
-        return attach_targets(self.train_set, load_targets(k.targets, k.flip))
+            raise ConfigError("distillation is on but distill.terms is empty")
+        if k.targets:
+            return attach_targets(self.train_set, load_targets(k.targets, k.flip), k.center)
+        if k.center:
+            raise ConfigError("distill.center needs precomputed targets (the mean of all teacher embeddings)")
+        net, size, _ = load_model_file(k.teacher, self.device)
+        self.teacher_net, self.teacher_input = net.requires_grad_(False), size
+        with torch.no_grad():
+            return int(net(torch.zeros(2, 3, size, size, device=self.device)).shape[1])
+
+    @torch.no_grad()
+    def teacher_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """The on-the-fly teacher's L2-normalised embeddings of a training batch (resized to its
+        input; with the mirrored batch added when distill.flip)."""
+        assert self.teacher_net is not None
+        self.teacher_net.eval()
+        size = self.teacher_input
+        if images.shape[-1] != size or images.shape[-2] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        emb = self.teacher_net(images).float()
+        if self.cfg.distill.flip:  # as `facerec distill-targets` stores them
+            emb = emb + self.teacher_net(images.flip(3)).float()
+        return F.normalize(emb, dim=1)
 
     def _parallel_wrappers(self) -> tuple[nn.Module, nn.Module]:
         """Modules the step calls: the plain ones, or DDP wrappers when several processes train.
@@ -285,8 +313,11 @@ class Trainer:
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None = None) -> float:
         self.optimizer.zero_grad(set_to_none=True)
+        images = images.to(self.device)
+        if self.teacher_net is not None:
+            teacher = self.teacher_embeddings(images)
         teacher = teacher.to(self.device) if teacher is not None else None
-        loss, parts = self.compute_loss(images.to(self.device), labels.to(self.device), teacher)
+        loss, parts = self.compute_loss(images, labels.to(self.device), teacher)
         if not all_ranks_true(bool(torch.isfinite(loss)), self.device):  # every rank skips, or none
             self._bad_step(f"loss is {float(loss)} ({', '.join(f'{k}={v:.4g}' for k, v in parts.items())})")
             return float("nan")
