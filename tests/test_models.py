@@ -16,6 +16,8 @@ from facerec.models import BACKBONES, build_backbone
         ("mobilefacenet", 96, {"width_mult": 0.5}),
         ("lowres_irse8", 36, {"widths": [8, 16, 32, 64]}),
         ("lowres_irse8", 32, {"widths": [8, 16, 32, 64]}),
+        ("lowres_irse8", 112, {"widths": [8, 16, 32, 64], "stem_stride": 2}),
+        ("mobilefacenet", 64, {}),
     ],
 )
 def test_backbones_produce_embeddings_of_the_configured_size(name, size, options):
@@ -48,3 +50,13 @@ def test_unknown_backbone_and_option():
         build_backbone("iresnet5", 64, 112)
     with pytest.raises(ConfigError, match="has no option 'width'"):
         build_backbone("lowres_irse8", 64, 36, {"width": 3})
+
+
+def test_stride_two_stem_gives_a_112_input_the_maps_of_a_56_input():
+    wide = build_backbone("lowres_irse8", 32, 112, {"widths": [8, 8, 8, 8], "stem_stride": 2})
+    assert (
+        wide.output.fc.in_features
+        == build_backbone("lowres_irse8", 32, 56, {"widths": [8, 8, 8, 8]}).output.fc.in_features
+    )
+    with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
+        build_backbone("lowres_irse8", 32, 112, {"stem_stride": 4})
