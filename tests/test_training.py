@@ -76,6 +76,21 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     assert resumed["val_accuracy"] == pytest.approx(reference["val_accuracy"])
 
 
+def test_checkpoint_from_before_a_new_config_field_resumes(tmp_path):
+    """A field added to the config since a checkpoint was written reads as its default."""
+    import torch
+
+    Trainer(tiny(tmp_path, "train.epochs=1")).fit()
+    path = list_checkpoints(tmp_path / "checkpoints")[-1]
+    payload = torch.load(path, weights_only=False)
+    del payload["config"]["distill"]["teacher"]
+    torch.save(payload, path)
+    trainer = Trainer(tiny(tmp_path, "train.epochs=2"))
+    assert trainer.resume(path) and trainer.step == 4  # one epoch of 32 images in batches of 8
+    with pytest.raises(TrainingError, match="different 'head' config"):
+        Trainer(tiny(tmp_path, "train.epochs=2", "head.options={scale: 8, margin: 0.3}")).resume(path)
+
+
 def test_killed_process_resumes_with_the_same_loss_curve(tmp_path):
     """A real SIGKILL in the middle of a run of the CLI, then `--resume`."""
     # checkpoint 5 lies inside epoch 1 (4 batches an epoch): resume starts mid-epoch

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from facerec.config import Config
+from facerec.config import Config, from_dict
 from facerec.data import build_datasets
 from facerec.data.datasets import FaceDataset
 from facerec.data.samplers import PKBatchSampler, ResumableBatchSampler, ShuffleBatchSampler
@@ -278,8 +278,10 @@ class Trainer:
                 f"checkpoint {path} was written by {payload.get('world_size', 1)} processes, this run has "
                 f"{self.dist.world_size}: convert it with `facerec checkpoint convert`"
             )
+        # through the Config type, so fields added since the checkpoint read as their defaults
+        saved = from_dict(payload["config"]).to_dict()
         for key in ("model", "head", "aux_losses", "distill"):
-            if payload["config"][key] != self.cfg.to_dict()[key]:
+            if saved[key] != self.cfg.to_dict()[key]:
                 raise TrainingError(
                     f"checkpoint {path} was made with a different '{key}' config; "
                     "resume with the same config or start a new output_dir"
