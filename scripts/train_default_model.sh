@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce facerec's default model from the LFW photographs: align every face, link the people
-# of View 2 people folds 0-8, embed their original photographs with the dlib reference model
+# Reproduce facerec's default model from the LFW images: align every face, link the people
+# of View 2 people folds 0-8, embed their 250x250 LFW images with the dlib reference model
 # (the teacher), train the student, score it on fold 9's pairs, and (INSTALL=1) install it.
 #
 #   scripts/train_default_model.sh [LFW_ROOT]        # default ../shared/data/lfw

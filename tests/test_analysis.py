@@ -238,6 +238,22 @@ def test_degrade_keeps_the_size_and_removes_detail():
     assert np.abs(resolution.degrade(flat, 36).astype(int) - 90).max() <= 1
 
 
+def test_degradation_is_defined_on_the_112_template_for_every_crop_geometry():
+    from facerec.align.transform import ARCFACE_112
+    from facerec.data.transforms import degrade_resolution
+    from facerec.models.reference import DLIB_150
+
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)
+    # a 36 px model's crop already has 36 px across the template: nothing left to lose
+    assert np.array_equal(resolution.degrader(36, ARCFACE_112 * 36 / 112)(small), small)
+    # dlib's 150 px chip: the template's eyes sit 1.51x further apart, so 36 px on the template is
+    # 150 * 36 / (112 * 1.51) = 32 px across the chip
+    assert resolution.template_scale(DLIB_150) == pytest.approx(53.265 / 35.237, rel=1e-3)
+    chip = rng.integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    assert np.array_equal(resolution.degrader(36, DLIB_150)(chip), degrade_resolution(chip, 32))
+
+
 def test_procrustes_and_cpd_recover_a_known_rotation():
     rng = np.random.default_rng(3)
     hr = linear_map.normalise(rng.normal(size=(150, 6)))

@@ -8,7 +8,7 @@ def test_bundled_configs_load():
     from importlib.resources import files
 
     names = sorted(p.name.removesuffix(".yaml") for p in files("facerec.configs").iterdir() if p.name.endswith(".yaml"))
-    assert {"quickstart", "partial_fc_synthetic", "distill_mobilefacenet_lfw"} <= set(names)
+    assert {"quickstart", "partial_fc_synthetic", "default_model", "distill_lowres36_lfw"} <= set(names)
     for name in names:
         assert isinstance(load_config(name), Config)
 

@@ -132,13 +132,13 @@ def build_aligner(detector: str, embedder: Any, several: str = "central") -> Any
     return Aligner(DETECTORS.build(detector), embedder.template, size, AlignPolicy(several=several, missing="center"))
 
 
-def degradation(args: argparse.Namespace) -> Any:
-    """The crop transform of --degrade N (None when not asked for)."""
+def degradation(args: argparse.Namespace, embedder: Any) -> Any:
+    """The crop transform of --degrade N for this model's crops (None when not asked for)."""
     if not args.degrade:
         return None
     from facerec.analysis.resolution import degrader
 
-    return degrader(args.degrade)
+    return degrader(args.degrade, embedder.template)
 
 
 def finish_eval(report: dict, out: Path) -> int:
@@ -163,7 +163,9 @@ def run_eval_lfw(args: argparse.Namespace) -> int:
 
 
 def add_eval_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="dlib", help="'dlib' (reference model) or a facerec model.pt / checkpoint")
+    p.add_argument(
+        "--model", default="dlib", help="'dlib' (reference model), 'default' (shipped model) or a model.pt / checkpoint"
+    )
     p.add_argument(
         "--detector", default="mtcnn", help="mtcnn, dlib, dlib-native (dlib's own chips) or none (pre-aligned)"
     )
@@ -190,7 +192,7 @@ def evaluate_protocol(pairs: Any, args: argparse.Namespace, published: list[Path
     embedder = load_embedder(args.model)
     aligner = build_aligner(args.detector, embedder)
     name = f"{embedder.name}+{args.detector}" + (f", faces degraded to {args.degrade} px" if args.degrade else "")
-    report = evaluate_pairs(pairs, embedder, aligner, args.out, name, published, transform=degradation(args))
+    report = evaluate_pairs(pairs, embedder, aligner, args.out, name, published, transform=degradation(args, embedder))
     return finish_eval(report, Path(args.out))
 
 
@@ -230,7 +232,7 @@ def run_eval_identify(args: argparse.Namespace) -> int:
     dataset = ImageFolderDataset(args.root)
     embedder = load_embedder(args.model)
     aligner = build_aligner(args.detector, embedder)
-    emb = embed_images(dataset.paths, embedder, aligner, transform=degradation(args)).get(args.flip)
+    emb = embed_images(dataset.paths, embedder, aligner, transform=degradation(args, embedder)).get(args.flip)
     split = gallery_probe_split(dataset.labels, args.seed, args.gallery_images, args.unenrolled)
     report = identification_report(emb, dataset.labels, split)
     write_json(Path(args.out) / "identification.json", {"model": embedder.name, "seed": args.seed, **report})
@@ -261,7 +263,9 @@ def recognizer(args: argparse.Namespace) -> Any:
 
 
 def add_use_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="dlib", help="'dlib' or a facerec model.pt")
+    p.add_argument(
+        "--model", default="default", help="'default' (the shipped model), 'dlib' (reference model) or a model.pt"
+    )
     p.add_argument("--detector", default="mtcnn", help="mtcnn or dlib")
     p.add_argument("--threshold", type=float, help="cosine threshold (default: calibrated on LFW)")
 
@@ -387,7 +391,7 @@ def add_analysis_arguments(p: argparse.ArgumentParser, images: bool = True, mode
         p.add_argument("--images", help="or an identity-folder tree root/<identity>/<image>")
         p.add_argument("--folds", type=int, nargs="+", help="LFW View 2 folds to use (0-based; default all)")
     if model:
-        p.add_argument("--model", default="dlib", help="'dlib' (reference model) or a facerec model.pt")
+        p.add_argument("--model", default="dlib", help="'dlib' (reference model), 'default' or a facerec model.pt")
         p.add_argument("--detector", default="mtcnn", help="mtcnn, dlib, dlib-native or none (pre-aligned input)")
     p.add_argument("--out", required=True, help="folder for report.json and the plots")
     p.add_argument("--cache", help="embedding cache folder (default ~/.cache/facerec/embeddings)")

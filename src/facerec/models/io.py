@@ -46,14 +46,24 @@ class Embedder:
     threshold: float | None = None  # calibrated 'same person' cosine threshold, when known
 
 
+# The model facerec ships (trained by `scripts/train_default_model.sh`; card: docs/model_card.md)
+DEFAULT_MODEL_FILE = Path(__file__).parent / "weights" / "default.pt"
+
+
 def load_embedder(spec: str | Path, device: str | torch.device = "cpu") -> Embedder:
-    """'dlib' for the reference model, else a facerec model file or checkpoint."""
+    """'default' for the shipped model, 'dlib' for the reference model, else a facerec model
+    file or checkpoint."""
     if str(spec) == "dlib":
         from facerec.models.reference import DLIB_150, DlibResNet
 
         return Embedder(DlibResNet(), 150, DLIB_150, "dlib")
+    name = Path(spec).stem
+    if str(spec) == "default":
+        spec, name = DEFAULT_MODEL_FILE, "default"
+        if not DEFAULT_MODEL_FILE.is_file():
+            raise FacerecError(f"the default model file is missing from this installation ({DEFAULT_MODEL_FILE})")
     net, size, threshold = load_model_file(spec, device)
-    return Embedder(net, size, ARCFACE_112 * size / 112.0, Path(spec).stem, threshold)
+    return Embedder(net, size, ARCFACE_112 * size / 112.0, name, threshold)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:

@@ -31,7 +31,7 @@ class FaceRecognizer:
     """Detect, align and embed faces with one model and one detector."""
 
     def __init__(
-        self, model: str = "dlib", detector: str = "mtcnn", flip: bool = True, threshold: float | None = None
+        self, model: str = "default", detector: str = "mtcnn", flip: bool = True, threshold: float | None = None
     ) -> None:
         self.embedder = load_embedder(model)
         size = (self.embedder.input_size, self.embedder.input_size)
