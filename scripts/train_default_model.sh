@@ -9,16 +9,12 @@
 # On 2 CPU cores: alignment ~7 min, teacher embeddings ~30 min, training ~80 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LFW=${1:-../shared/data/lfw}
-DEVICE=${DEVICE:-auto}
+LFW=${1:-${LFW:-../shared/data/lfw}}
 RUN=${RUN:-runs/default_model}
-
-facerec align "$LFW/images" data/lfw112 --missing center        # resumes: done crops are kept
-[ -d data/lfw_people_0-8 ] ||
-    facerec lfw-people data/lfw112 data/lfw_people_0-8 --lfw "$LFW" --folds 0 1 2 3 4 5 6 7 8
-[ -f data/dlib_lfw_0-8.npz ] ||
-    facerec distill-targets data/lfw_people_0-8 --teacher dlib --source-root "$LFW/images" --out data/dlib_lfw_0-8.npz
-facerec train default_model --set train.device="$DEVICE" --set train.output_dir="$RUN"
+source scripts/common.sh
+prepare_lfw
+prepare_teacher
+train default_model "$RUN"
 facerec eval lfw --root "$LFW" --folds 9 --model "$RUN/model.pt" --out "$RUN/lfw_fold9"
 if [ "${INSTALL:-0}" = 1 ]; then
     cp "$RUN/model.pt" src/facerec/models/weights/default.pt
