@@ -28,7 +28,7 @@ from facerec.distill.losses import DistillationLoss
 from facerec.distill.targets import attach_targets, load_targets
 from facerec.distributed import all_reduce_sum_hook, init_from_env
 from facerec.errors import ConfigError, TrainingError
-from facerec.eval.embed import embed_dataset
+from facerec.eval.embed import embed_batches, embed_dataset
 from facerec.eval.verification import verify_embeddings
 from facerec.heads import PAIRWISE_LOSSES, build_loss
 from facerec.heads.partial_fc import PartialFC
@@ -149,15 +149,11 @@ class Trainer:
     def teacher_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         """The on-the-fly teacher's L2-normalised embeddings of a training batch (resized to its
         input; with the mirrored batch added when distill.flip)."""
-        assert self.teacher_net is not None
-        self.teacher_net.eval()
+        assert self.teacher_net is not None  # loaded in eval mode; it is not part of self.net
         size = self.teacher_input
         if images.shape[-1] != size or images.shape[-2] != size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        emb = self.teacher_net(images).float()
-        if self.cfg.distill.flip:  # as `facerec distill-targets` stores them
-            emb = emb + self.teacher_net(images.flip(3)).float()
-        return F.normalize(emb, dim=1)
+        return embed_batches(self.teacher_net, images, self.cfg.distill.flip)  # as distill-targets stores them
 
     def _parallel_wrappers(self) -> tuple[nn.Module, nn.Module]:
         """Modules the step calls: the plain ones, or DDP wrappers when several processes train.
