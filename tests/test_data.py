@@ -13,7 +13,7 @@ from facerec.data.datasets import (
     split_by_identity,
 )
 from facerec.data.samplers import PKBatchSampler, ShuffleBatchSampler
-from facerec.data.transforms import Augment, degrade_resolution, to_tensor
+from facerec.data.transforms import Augment, degrade_resolution, jitter_geometry, random_similarity, to_tensor
 from facerec.errors import DataError
 
 
@@ -161,3 +161,32 @@ def test_lowres_augmentation_with_a_fixed_size():
         np.testing.assert_array_equal(out, degrade_resolution(image, 36))
     flat = np.full((112, 112, 3), 77, dtype=np.uint8)
     assert np.abs(degrade_resolution(flat, 20).astype(int) - 77).max() <= 1
+
+
+def test_random_similarity_stays_within_its_bounds():
+    rng = np.random.default_rng(0)
+    centre = np.array([31.5, 31.5, 1.0])
+    for _ in range(200):
+        m = random_similarity(64, shift=0.05, rotate=10, scale=0.1, rng=rng)
+        s = np.sqrt(np.linalg.det(m[:, :2]))
+        assert 0.9 - 1e-9 <= s <= 1.1 + 1e-9
+        assert np.allclose(m[:, :2] @ m[:, :2].T, s * s * np.eye(2))  # a rotation times a scale
+        angle = np.degrees(np.arctan2(m[1, 0], m[0, 0]))
+        assert abs(angle) <= 10 + 1e-9
+        assert np.all(np.abs(m @ centre - centre[:2]) <= 0.05 * 64 + 1e-9)  # the centre moves by the shift only
+
+
+def test_geometric_jitter_moves_a_dot_where_its_matrix_says():
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    image[20:23, 40:43] = 255  # a 3x3 dot centred at (x=41, y=21)
+    cfg = AugmentConfig(flip=False, shift=0.1, rotate=15, scale=0.1)
+    for seed in range(5):
+        out = jitter_geometry(image, cfg, np.random.default_rng(seed))
+        m = random_similarity(64, 0.1, 15, 0.1, np.random.default_rng(seed))
+        expected = m @ np.array([41.0, 21.0, 1.0])
+        ys, xs = np.nonzero(out[..., 0] > 60)
+        weights = out[ys, xs, 0].astype(float)
+        assert np.average(xs, weights=weights) == pytest.approx(expected[0], abs=0.5)
+        assert np.average(ys, weights=weights) == pytest.approx(expected[1], abs=0.5)
+    still = AugmentConfig(flip=False)
+    assert np.array_equal(Augment(still)(image, np.random.default_rng(0)), image)

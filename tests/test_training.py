@@ -142,6 +142,18 @@ def test_fine_tuning_with_frozen_backbone_changes_only_the_head(tmp_path):
     assert not torch.equal(before["head.weight"], after["head.weight"])
 
 
+def test_fine_tuning_starts_from_an_exported_model_file(tmp_path):
+    Trainer(tiny(tmp_path / "base", "train.epochs=1")).fit()
+    exported, _ = load_model(tmp_path / "base" / "model.pt")
+    trainer = Trainer(tiny(tmp_path / "ft", "train.epochs=1", f"train.init_from={tmp_path / 'base' / 'model.pt'}"))
+    own = trainer.net["backbone"].state_dict()
+    for key, value in exported.state_dict().items():
+        assert torch.equal(own[key], value), key
+    with pytest.raises(TrainingError, match="neither a facerec training checkpoint nor a facerec model"):
+        torch.save({"weights": 1}, tmp_path / "other.pt")
+        Trainer(tiny(tmp_path / "bad", f"train.init_from={tmp_path / 'other.pt'}"))
+
+
 def test_unfreezing_only_the_output_layer(tmp_path):
     cfg = tiny(tmp_path, "train.epochs=1", "train.freeze=[backbone]", "train.unfreeze=[backbone.output]")
     trainer = Trainer(cfg)

@@ -38,6 +38,10 @@ class AugmentConfig:
     lowres_min_size: int = 16  # degraded faces get a random size in [min, max] pixels, then scaled back
     lowres_max_size: int = 0  # 0: the image size
     color_jitter: float = 0.0
+    # a random similarity about the crop centre: alignment noise the detector's landmarks make
+    shift: float = 0.0  # largest translation, as a fraction of the crop size
+    rotate: float = 0.0  # largest rotation, degrees
+    scale: float = 0.0  # largest relative change of scale
 
 
 @dataclass
@@ -105,7 +109,7 @@ class TrainConfig:
     log_every: int = 20
     eval_every: int = 0  # steps; 0: only at the end
     output_dir: str = "runs/default"
-    init_from: str | None = None  # checkpoint whose weights start this run (fine-tuning)
+    init_from: str | None = None  # checkpoint or model file (or "default") whose weights start this run
     init_head: bool = True
     freeze: list[str] = field(default_factory=list)  # parameter-name patterns
     unfreeze: list[str] = field(default_factory=list)  # exceptions to `freeze`

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facerec.align.transform import warp_affine
 from facerec.config import AugmentConfig
 
 
@@ -42,6 +43,23 @@ def jitter_colour(image: np.ndarray, strength: float, rng: np.random.Generator) 
     return (np.clip(x * brightness, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def random_similarity(size: int, shift: float, rotate: float, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """A 2x3 similarity (source -> output pixels) turning a size x size crop about its centre
+    by up to `rotate` degrees, scaling it by up to 1 +- `scale` and moving it by up to
+    `shift` * size pixels along each axis."""
+    angle = np.deg2rad(rng.uniform(-rotate, rotate))
+    s = 1.0 + rng.uniform(-scale, scale)
+    tx, ty = rng.uniform(-shift, shift, 2) * size
+    c = (size - 1) / 2
+    a, b = s * np.cos(angle), s * np.sin(angle)
+    return np.array([[a, -b, c - a * c + b * c + tx], [b, a, c - b * c - a * c + ty]])
+
+
+def jitter_geometry(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    matrix = random_similarity(image.shape[0], cfg.shift, cfg.rotate, cfg.scale, rng)
+    return warp_affine(np.ascontiguousarray(image), matrix, (image.shape[1], image.shape[0]))
+
+
 @dataclass
 class Augment:
     config: AugmentConfig
@@ -50,6 +68,8 @@ class Augment:
         cfg = self.config
         if cfg.flip and rng.random() < 0.5:
             image = image[:, ::-1]
+        if cfg.shift > 0 or cfg.rotate > 0 or cfg.scale > 0:
+            image = jitter_geometry(image, cfg, rng)
         if cfg.lowres_prob > 0 and rng.random() < cfg.lowres_prob:
             full = image.shape[0]
             high = min(cfg.lowres_max_size or full, full)

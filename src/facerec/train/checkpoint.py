@@ -67,3 +67,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != "facerec-checkpoint":
         raise TrainingError(f"{path} is not a facerec training checkpoint")
     return payload
+
+
+def initial_weights(spec: str | Path) -> dict[str, Any]:
+    """The `net` state a fine-tuning run starts from: a training checkpoint's whole network, or
+    an exported model file's backbone ('default' names the shipped model)."""
+    from facerec.models.io import DEFAULT_MODEL_FILE
+
+    path = DEFAULT_MODEL_FILE if str(spec) == "default" else Path(spec)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise TrainingError(f"cannot read init_from weights {path}: {exc}") from exc
+    if isinstance(payload, dict) and payload.get("format") == "facerec-checkpoint":
+        return payload["net"]
+    if isinstance(payload, dict) and payload.get("format") == "facerec-model":
+        return {f"backbone.{k}": v for k, v in payload["state_dict"].items()}
+    raise TrainingError(f"{path} is neither a facerec training checkpoint nor a facerec model file")

@@ -82,7 +82,7 @@ class Trainer:
         self.sampler = self._build_sampler(self.train_set)
         self.net = self._build_net().to(self.device)
         if t.init_from:
-            self._init_from(Path(t.init_from))
+            self._init_from(t.init_from)
         self.frozen = self._freeze()
         self.backbone_fn, self.losses_fn = self._parallel_wrappers()
         self.optimizer = build_optimizer(self._param_groups(), cfg.optim)
@@ -180,19 +180,20 @@ class Trainer:
             return backbone, DDP(losses, device_ids=ids)
         return backbone, losses
 
-    def _init_from(self, path: Path) -> None:
-        """Start from another run's weights (fine-tuning); the head only if its shape fits."""
-        state = ckpt.load_checkpoint(path)["net"]
+    def _init_from(self, spec: str) -> None:
+        """Start from another run's weights (fine-tuning): a training checkpoint (backbone, and
+        the head if its shape fits), or an exported model file / 'default' (backbone only)."""
+        state = ckpt.initial_weights(spec)
         own = self.net.state_dict()
         wanted = {k: v for k, v in state.items() if k.startswith("backbone.") or self.cfg.train.init_head}
         usable = {k: v for k, v in wanted.items() if k in own and own[k].shape == v.shape}
         skipped = sorted(set(wanted) - set(usable))
         if not any(k.startswith("backbone.") for k in usable):
-            raise TrainingError(f"{path}: no backbone weight fits model '{self.cfg.model.name}'")
+            raise TrainingError(f"{spec}: no backbone weight fits model '{self.cfg.model.name}'")
         self.net.load_state_dict(usable, strict=False)
         if skipped:
             log.warning(
-                "init_from %s: %d tensors not loaded (shape or name differ), e.g. %s", path, len(skipped), skipped[0]
+                "init_from %s: %d tensors not loaded (shape or name differ), e.g. %s", spec, len(skipped), skipped[0]
             )
 
     def _freeze(self) -> list[str]:
