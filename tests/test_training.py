@@ -48,7 +48,7 @@ def tiny(tmp_path: Path, *extra: str):
 
 
 def losses(run_dir: Path) -> dict[int, float]:
-    """Loss per step; a step logged twice (run killed after it, then resumed) keeps the last."""
+    """Loss per step."""
     return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r}
 
 
@@ -71,6 +71,8 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
 
     expected, got = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert sorted(got) == sorted(expected) == list(range(1, 13))
+    logged = [r["step"] for r in read_metrics(tmp_path / "b" / "metrics.jsonl") if "loss" in r]
+    assert logged == list(range(1, 13))  # step 5, logged before the interruption, is not repeated
     for step in expected:
         assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6)
     assert resumed["val_accuracy"] == pytest.approx(reference["val_accuracy"])
@@ -107,7 +109,11 @@ def test_killed_process_resumes_with_the_same_loss_curve(tmp_path):
     proc.wait()
     assert list_checkpoints(run / "checkpoints"), "no checkpoint was written before the kill"
     assert not (run / "results.json").exists(), "the run finished before it could be killed"
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 99, "lo')  # a record cut short by the kill
     subprocess.run([*cmd, "--output-dir", str(run), "--resume"], check=True, capture_output=True)
+    logged = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert logged == sorted(set(logged)), "steps redone after the resume were logged twice"
 
     expected, got = losses(tmp_path / "full"), losses(run)
     assert sorted(got) == sorted(expected)

@@ -8,10 +8,15 @@ from typing import Any
 
 
 class MetricLogger:
-    def __init__(self, directory: Path, append: bool) -> None:
+    def __init__(self, directory: Path, resumed_at: int | None = None) -> None:
+        """A new metrics file, or (`resumed_at`: the checkpoint's step) the old one without the
+        records logged after that checkpoint: the resumed run logs those steps again."""
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "metrics.jsonl"
-        self.file = self.path.open("a" if append else "w")
+        if resumed_at is not None and self.path.is_file():
+            kept = [r for r in _complete_records(self.path) if r.get("step", 0) <= resumed_at]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.file = self.path.open("a" if resumed_at is not None else "w")
         self.tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -32,6 +37,17 @@ class MetricLogger:
         self.file.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def _complete_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics file whose writer may have been killed mid-line."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

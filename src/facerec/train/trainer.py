@@ -363,7 +363,7 @@ class Trainer:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             self.cfg.dump(self.out / "config.yaml")
-        logger = MetricLogger(self.out, append=resumed) if main else None
+        logger = MetricLogger(self.out, resumed_at=self.step if resumed else None) if main else None
         bar = self._progress_bar(enabled=main and self.cfg.train.progress)
         stop_at = self.step + self.cfg.train.stop_after if self.cfg.train.stop_after else self.total_steps
         self._window = (time.perf_counter(), 0)
