@@ -14,7 +14,7 @@ class MetricLogger:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "metrics.jsonl"
         if resumed_at is not None and self.path.is_file():
-            kept = [r for r in _complete_records(self.path) if r.get("step", 0) <= resumed_at]
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resumed_at]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self.file = self.path.open("a" if resumed_at is not None else "w")
         self.tb = None
@@ -39,8 +39,8 @@ class MetricLogger:
             self.tb.close()
 
 
-def _complete_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics file whose writer may have been killed mid-line."""
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics file; a line cut short (its writer was killed) is skipped."""
     records = []
     for line in path.read_text().splitlines():
         try:
@@ -48,10 +48,6 @@ def _complete_records(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_training_curves(metrics_path: Path, out_png: Path) -> Path | None:
