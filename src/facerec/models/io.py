@@ -72,10 +72,20 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     return net, size
 
 
-def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int, float | None]:
-    from facerec.models import build_backbone
+@dataclass
+class ModelFile:
+    """What an exported model file or a training checkpoint holds of the embedding network."""
 
-    path = Path(path)
+    model: dict[str, Any]  # the model config (name, embedding_size, options)
+    image_size: int
+    backbone: dict[str, torch.Tensor]  # the backbone's state dict
+    threshold: float | None
+    net: dict[str, torch.Tensor] | None = None  # a checkpoint's whole training network (heads too)
+
+
+def read_model_file(path: str | Path) -> ModelFile:
+    """Either file format; 'default' names the shipped model."""
+    path = DEFAULT_MODEL_FILE if str(path) == "default" else Path(path)
     if not path.is_file():
         raise FacerecError(f"model file not found: {path}")
     try:
@@ -83,15 +93,19 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     except Exception as exc:
         raise FacerecError(f"cannot read model file {path}: {exc}") from exc
     if isinstance(payload, dict) and payload.get("format") == "facerec-checkpoint":
-        cfg = payload["config"]
-        model_cfg, size = cfg["model"], cfg["data"]["image_size"]
-        state = {k[len("backbone.") :]: v for k, v in payload["net"].items() if k.startswith("backbone.")}
-        threshold = None
-    elif isinstance(payload, dict) and payload.get("format") == "facerec-model":
-        model_cfg, size, state = payload["model"], payload["image_size"], payload["state_dict"]
-        threshold = payload.get("threshold")
-    else:
-        raise FacerecError(f"{path} is not a facerec model or checkpoint")
-    backbone = build_backbone(model_cfg["name"], model_cfg["embedding_size"], size, model_cfg.get("options"))
-    backbone.load_state_dict(state)
-    return backbone.to(device).eval(), size, threshold
+        cfg, net = payload["config"], payload["net"]
+        backbone = {k[len("backbone.") :]: v for k, v in net.items() if k.startswith("backbone.")}
+        return ModelFile(cfg["model"], cfg["data"]["image_size"], backbone, None, net)
+    if isinstance(payload, dict) and payload.get("format") == "facerec-model":
+        return ModelFile(payload["model"], payload["image_size"], payload["state_dict"], payload.get("threshold"))
+    raise FacerecError(f"{path} is neither a facerec training checkpoint nor a facerec model file")
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int, float | None]:
+    from facerec.models import build_backbone
+
+    found = read_model_file(path)
+    cfg = found.model
+    backbone = build_backbone(cfg["name"], cfg["embedding_size"], found.image_size, cfg.get("options"))
+    backbone.load_state_dict(found.backbone)
+    return backbone.to(device).eval(), found.image_size, found.threshold

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facerec.errors import TrainingError
+from facerec.errors import FacerecError, TrainingError
 
 PATTERN = re.compile(r"checkpoint_(\d+)(?:\.rank(\d+))?\.pt$")
 
@@ -72,15 +72,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def initial_weights(spec: str | Path) -> dict[str, Any]:
     """The `net` state a fine-tuning run starts from: a training checkpoint's whole network, or
     an exported model file's backbone ('default' names the shipped model)."""
-    from facerec.models.io import DEFAULT_MODEL_FILE
+    from facerec.models.io import read_model_file
 
-    path = DEFAULT_MODEL_FILE if str(spec) == "default" else Path(spec)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise TrainingError(f"cannot read init_from weights {path}: {exc}") from exc
-    if isinstance(payload, dict) and payload.get("format") == "facerec-checkpoint":
-        return payload["net"]
-    if isinstance(payload, dict) and payload.get("format") == "facerec-model":
-        return {f"backbone.{k}": v for k, v in payload["state_dict"].items()}
-    raise TrainingError(f"{path} is neither a facerec training checkpoint nor a facerec model file")
+        found = read_model_file(spec)
+    except FacerecError as exc:
+        raise TrainingError(f"train.init_from: {exc}") from exc
+    return found.net if found.net is not None else {f"backbone.{k}": v for k, v in found.backbone.items()}
