@@ -57,11 +57,7 @@ def load_embedder(spec: str | Path, device: str | torch.device = "cpu") -> Embed
         from facerec.models.reference import DLIB_150, DlibResNet
 
         return Embedder(DlibResNet(), 150, DLIB_150, "dlib")
-    name = Path(spec).stem
-    if str(spec) == "default":
-        spec, name = DEFAULT_MODEL_FILE, "default"
-        if not DEFAULT_MODEL_FILE.is_file():
-            raise FacerecError(f"the default model file is missing from this installation ({DEFAULT_MODEL_FILE})")
+    name = "default" if str(spec) == "default" else Path(spec).stem
     net, size, threshold = load_model_file(spec, device)
     return Embedder(net, size, ARCFACE_112 * size / 112.0, name, threshold)
 
@@ -85,7 +81,11 @@ class ModelFile:
 
 def read_model_file(path: str | Path) -> ModelFile:
     """Either file format; 'default' names the shipped model."""
-    path = DEFAULT_MODEL_FILE if str(path) == "default" else Path(path)
+    if str(path) == "default":
+        path = DEFAULT_MODEL_FILE
+        if not path.is_file():
+            raise FacerecError(f"the default model file is missing from this installation ({path})")
+    path = Path(path)
     if not path.is_file():
         raise FacerecError(f"model file not found: {path}")
     try:
