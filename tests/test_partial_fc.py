@@ -39,7 +39,7 @@ def reference():
         head.weight.copy_(centres)
     loss = head(net(x), y)
     loss.backward()
-    return float(loss), [p.grad.clone() for p in net.parameters()], head.weight.grad.clone()
+    return float(loss.detach()), [p.grad.clone() for p in net.parameters()], head.weight.grad.clone()
 
 
 def worker(rank: int, world: int, init: str, out: str, update: str) -> None:

@@ -1,0 +1,68 @@
+"""How closely a distilled student follows its teacher: the cosine between the student's
+embedding of each image and the teacher's (centred like the training run's targets when the
+config says `distill.center`), on the run's training identities and on its held-out ones.
+
+    python benchmarks/teacher_agreement.py runs/default_model_stage3
+
+The run folder holds `config.yaml` (the resolved training config: data, seed, targets) and
+`model.pt`; another model can be scored on the same split with `--model`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facerec.config import load_config
+from facerec.data import build_datasets
+from facerec.distill.targets import load_targets
+from facerec.eval.embed import embed_dataset
+from facerec.models.io import load_model
+
+
+def teacher_rows(dataset: object, table: dict[str, np.ndarray]) -> np.ndarray:
+    keys = [str(Path(dataset.describe(i)).resolve()) for i in range(len(dataset))]  # type: ignore[attr-defined]
+    return np.stack([table[k] for k in keys]).astype(np.float64)
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)
+
+
+def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
+    cfg = load_config(str(run / "config.yaml"))
+    if not cfg.distill.targets:
+        raise SystemExit(f"{run}/config.yaml names no distillation targets")
+    train, val = build_datasets(cfg.data, cfg.train.seed)
+    table = load_targets(cfg.distill.targets, flip=cfg.distill.flip)
+    net, _ = load_model(model_file)
+    teacher_train = teacher_rows(train, table)
+    centre = teacher_train.mean(0) if cfg.distill.center else np.zeros(teacher_train.shape[1])
+    report = {}
+    for name, part in (("training", train), ("held_out", val)):
+        if part is None:
+            continue
+        teacher = unit(teacher_rows(part, table) - centre)
+        student = embed_dataset(net, part, flip=cfg.distill.flip, progress=True).astype(np.float64)
+        cos = np.sum(unit(student) * teacher, axis=1)
+        report[name] = {"images": len(cos), "mean": float(cos.mean()), "std": float(cos.std())}
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="training run folder (config.yaml, model.pt)")
+    parser.add_argument("--model", type=Path, help="model file to score instead of RUN/model.pt")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(agreement(args.run, args.model or args.run / "model.pt"), indent=1))
+
+
+if __name__ == "__main__":
+    main()
