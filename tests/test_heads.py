@@ -88,7 +88,7 @@ def run_head(head, x, w, y, dtype=torch.float64):
     xt = torch.tensor(x, dtype=dtype, requires_grad=True)
     loss = head(xt, torch.tensor(y))
     loss.backward()
-    return float(loss), xt.grad.numpy(), head.weight.grad.numpy()
+    return float(loss.detach()), xt.grad.numpy(), head.weight.grad.numpy()
 
 
 def check_against_reference(head, x, w, y, ref_loss):
