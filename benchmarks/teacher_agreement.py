@@ -19,14 +19,9 @@ import torch
 
 from facerec.config import load_config
 from facerec.data import build_datasets
-from facerec.distill.targets import load_targets
+from facerec.distill.targets import load_targets, targets_of
 from facerec.eval.embed import embed_dataset
 from facerec.models.io import load_model
-
-
-def teacher_rows(dataset: object, table: dict[str, np.ndarray]) -> np.ndarray:
-    keys = [str(Path(dataset.describe(i)).resolve()) for i in range(len(dataset))]  # type: ignore[attr-defined]
-    return np.stack([table[k] for k in keys]).astype(np.float64)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -40,13 +35,13 @@ def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
     train, val = build_datasets(cfg.data, cfg.train.seed)
     table = load_targets(cfg.distill.targets, flip=cfg.distill.flip)
     net, _ = load_model(model_file)
-    teacher_train = teacher_rows(train, table)
+    teacher_train = targets_of(train, table)
     centre = teacher_train.mean(0) if cfg.distill.center else np.zeros(teacher_train.shape[1])
     report = {}
     for name, part in (("training", train), ("held_out", val)):
         if part is None:
             continue
-        teacher = unit(teacher_rows(part, table) - centre)
+        teacher = unit(targets_of(part, table) - centre)
         student = embed_dataset(net, part, flip=cfg.distill.flip, progress=True).astype(np.float64)
         cos = np.sum(unit(student) * teacher, axis=1)
         report[name] = {"images": len(cos), "mean": float(cos.mean()), "std": float(cos.std())}

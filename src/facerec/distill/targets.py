@@ -77,9 +77,9 @@ def load_targets(path: str | Path, flip: bool = True) -> dict[str, np.ndarray]:
     return {name: vectors[i] for name, i in rows_by_path(data["names"].tolist()).items()}
 
 
-def attach_targets(dataset: object, table: dict[str, np.ndarray], center: bool = False) -> int:
-    """Give each image of the dataset its teacher embedding (looked up by its resolved path),
-    optionally centred on their mean and renormalised; returns the teacher's embedding size."""
+def targets_of(dataset: object, table: dict[str, np.ndarray]) -> np.ndarray:
+    """The teacher embedding of each image of the dataset, in order (float64), looked up by the
+    image's resolved path."""
     keys = [str(Path(dataset.describe(i)).resolve()) for i in range(len(dataset))]  # type: ignore[attr-defined]
     missing = [k for k in keys if k not in table]
     if missing:
@@ -87,7 +87,13 @@ def attach_targets(dataset: object, table: dict[str, np.ndarray], center: bool =
             f"{len(missing)} of {len(keys)} training images have no teacher embedding (first: {missing[0]}); "
             "make the targets for this tree with `facerec distill-targets`"
         )
-    targets = np.stack([table[k] for k in keys]).astype(np.float64)
+    return np.stack([table[k] for k in keys]).astype(np.float64)
+
+
+def attach_targets(dataset: object, table: dict[str, np.ndarray], center: bool = False) -> int:
+    """Give each image of the dataset its teacher embedding, optionally centred on their mean
+    and renormalised; returns the teacher's embedding size."""
+    targets = targets_of(dataset, table)
     if center:
         targets -= targets.mean(0)
         targets /= np.linalg.norm(targets, axis=1, keepdims=True).clip(1e-12)
