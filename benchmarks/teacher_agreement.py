@@ -19,13 +19,9 @@ import torch
 
 from facerec.config import load_config
 from facerec.data import build_datasets
-from facerec.distill.targets import load_targets, targets_of
+from facerec.distill.targets import centred, load_targets, targets_of
 from facerec.eval.embed import embed_dataset
 from facerec.models.io import load_model
-
-
-def unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)
 
 
 def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
@@ -36,14 +32,15 @@ def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
     table = load_targets(cfg.distill.targets, flip=cfg.distill.flip)
     net, _ = load_model(model_file)
     teacher_train = targets_of(train, table)
+    # without centring, the targets are the teacher's unit embeddings as they are
     centre = teacher_train.mean(0) if cfg.distill.center else np.zeros(teacher_train.shape[1])
     report = {}
     for name, part in (("training", train), ("held_out", val)):
         if part is None:
             continue
-        teacher = unit(targets_of(part, table) - centre)
-        student = embed_dataset(net, part, flip=cfg.distill.flip, progress=True).astype(np.float64)
-        cos = np.sum(unit(student) * teacher, axis=1)
+        teacher = centred(targets_of(part, table), centre)
+        student = embed_dataset(net, part, flip=cfg.distill.flip, progress=True)  # unit rows
+        cos = np.sum(student * teacher, axis=1)
         report[name] = {"images": len(cos), "mean": float(cos.mean()), "std": float(cos.std())}
     return report
 

@@ -90,12 +90,17 @@ def targets_of(dataset: object, table: dict[str, np.ndarray]) -> np.ndarray:
     return np.stack([table[k] for k in keys]).astype(np.float64)
 
 
+def centred(targets: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Teacher embeddings moved by the training images' mean embedding and renormalised."""
+    moved = targets - mean
+    return moved / np.linalg.norm(moved, axis=1, keepdims=True).clip(1e-12)
+
+
 def attach_targets(dataset: object, table: dict[str, np.ndarray], center: bool = False) -> int:
     """Give each image of the dataset its teacher embedding, optionally centred on their mean
     and renormalised; returns the teacher's embedding size."""
     targets = targets_of(dataset, table)
     if center:
-        targets -= targets.mean(0)
-        targets /= np.linalg.norm(targets, axis=1, keepdims=True).clip(1e-12)
+        targets = centred(targets, targets.mean(0))
     dataset.targets = torch.from_numpy(targets.astype(np.float32))  # type: ignore[attr-defined]
     return int(dataset.targets.shape[1])  # type: ignore[attr-defined]

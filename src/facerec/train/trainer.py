@@ -6,6 +6,7 @@ import contextlib
 import fnmatch
 import json
 import logging
+import math
 import random
 import sys
 import time
@@ -317,8 +318,9 @@ class Trainer:
             teacher = self.teacher_embeddings(images)
         teacher = teacher.to(self.device) if teacher is not None else None
         loss, parts = self.compute_loss(images, labels.to(self.device), teacher)
-        if not all_ranks_true(bool(torch.isfinite(loss)), self.device):  # every rank skips, or none
-            self._bad_step(f"loss is {float(loss.detach())} ({', '.join(f'{k}={v:.4g}' for k, v in parts.items())})")
+        value = float(loss.detach())
+        if not all_ranks_true(math.isfinite(value), self.device):  # every rank skips, or none
+            self._bad_step(f"loss is {value} ({', '.join(f'{k}={v:.4g}' for k, v in parts.items())})")
             return float("nan")
         self.scaler.scale(loss).backward()
         if self.cfg.train.grad_clip > 0 or self.scaler.is_enabled():
@@ -327,7 +329,7 @@ class Trainer:
         max_norm = self.cfg.train.grad_clip if self.cfg.train.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         if not torch.isfinite(grad_norm) and not self.scaler.is_enabled():
-            self._bad_step(f"gradient norm is {float(grad_norm)} at loss {float(loss.detach()):.4g}")
+            self._bad_step(f"gradient norm is {float(grad_norm)} at loss {value:.4g}")
             return float("nan")
         self.scaler.step(self.optimizer)  # fp16: skips the step itself on inf/nan gradients
         head = self.net["head"]
@@ -342,7 +344,7 @@ class Trainer:
             )
         self.scaler.update()
         self.bad_steps = 0
-        return float(loss.detach())
+        return value
 
     def _bad_step(self, what: str) -> None:
         self.bad_steps += 1
