@@ -20,6 +20,7 @@ import torch
 from facerec.config import load_config
 from facerec.data import build_datasets
 from facerec.distill.targets import centred, load_targets, targets_of
+from facerec.errors import FacerecError
 from facerec.eval.embed import embed_dataset
 from facerec.models.io import load_model
 
@@ -53,7 +54,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(json.dumps(agreement(args.run, args.model or args.run / "model.pt"), indent=1))
+    try:
+        report = agreement(args.run, args.model or args.run / "model.pt")
+    except FacerecError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
