@@ -167,3 +167,34 @@ def test_teacher_on_the_fly_matches_precomputed_targets_and_distils(tmp_path, tr
         Trainer(student(tmp_path / "r2", faces, f"distill.teacher={teacher}", f"distill.targets={targets}", terms))
     with pytest.raises(ConfigError, match="needs precomputed targets"):
         Trainer(student(tmp_path / "r3", faces, f"distill.teacher={teacher}", "distill.center=true", terms))
+
+
+def test_morphs_labelled_by_the_teacher_join_the_training_images(tmp_path, tree_and_teacher):
+    faces, targets = tree_and_teacher
+    morphs = tmp_path / "morphs"
+    assert main(["morphs", str(faces), str(morphs), "--count", "6"]) == 0
+    morph_targets = tmp_path / "morph_targets.npz"
+    args = ["distill-targets", str(morphs), "--teacher", str(tmp_path / "teacher.pt"), "--detector", "none"]
+    assert main([*args, "--out", str(morph_targets)]) == 0
+    both = load_targets([targets, morph_targets])
+    assert len(both) == len(load_targets(targets)) + 6
+    run = tmp_path / "run"
+    cfg = student(
+        run,
+        faces,
+        f"data.extra_roots=[{morphs}]",
+        "head.name=none",
+        "head.weight=1.0",
+        f"distill.targets=[{targets}, {morph_targets}]",
+        "distill.terms={cosine: 1.0}",
+    )
+    trainer = Trainer(cfg)
+    assert len(trainer.train_set) == 24 + 6
+    row = trainer.train_set.describe(24)
+    assert np.allclose(trainer.train_set.targets[24].numpy(), both[str(Path(row).resolve())])
+    trainer.fit()
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert np.mean([r["loss"] for r in rows[-3:]]) < 0.5 * np.mean([r["loss"] for r in rows[:3]])
+    # a list with a missing file names it
+    with pytest.raises(DataError, match=r"nowhere\.npz"):
+        load_targets([targets, tmp_path / "nowhere.npz"])

@@ -590,6 +590,24 @@ def _distill_targets_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse", nargs="*", help="the teacher's embeddings .npz files (by source path) to take rows from")
 
 
+def run_morphs(args: argparse.Namespace) -> int:
+    from facerec.data.morphs import write_morphs
+
+    root = write_morphs(args.src, args.dst, args.count, args.seed, (args.min_weight, args.max_weight))
+    print(f"{args.count} morphs of {args.src} in {root}; label them with `facerec distill-targets {root}`")
+    return 0
+
+
+@command("morphs", "blend aligned faces of two different people: unlabelled faces for distillation")
+def _morphs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="identity-folder tree of aligned crops")
+    p.add_argument("dst", help="new tree, one folder per morph (resumes)")
+    p.add_argument("--count", type=int, required=True, help="number of morphs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-weight", type=float, default=0.35, help="smallest weight of the first face")
+    p.add_argument("--max-weight", type=float, default=0.65, help="largest weight of the first face")
+
+
 # ---- checkpoints -------------------------------------------------------------------------
 def run_checkpoint_convert(args: argparse.Namespace) -> int:
     from facerec.train.convert import convert

@@ -49,6 +49,9 @@ class DataConfig:
     source: str = "synthetic"  # synthetic | folder | list
     root: str | None = None  # identity-folder root, or base directory of a list file
     list_file: str | None = None
+    # identity-folder trees added to the training images only, after the held-out identities
+    # are chosen (e.g. `facerec morphs` for distillation); their identities follow root's
+    extra_roots: list[str] = field(default_factory=list)
     image_size: int = 112
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -123,7 +126,8 @@ class DistillConfig:
     """Distillation from teacher embeddings: precomputed (`facerec distill-targets`, any teacher
     including the dlib reference model) or computed on the fly by a facerec model."""
 
-    targets: str | None = None  # .npz of teacher embeddings by image path; None: no distillation
+    # .npz of teacher embeddings by image path (a list: several, e.g. one per tree); None: no distillation
+    targets: str | list[str] | None = None
     # or a facerec model.pt / checkpoint that embeds each augmented batch (resized to its input)
     teacher: str | None = None
     terms: dict[str, float] = field(default_factory=lambda: {"cosine": 1.0})  # term -> weight

@@ -11,6 +11,7 @@ from facerec.data.datasets import (
     FaceDataset,
     FileListDataset,
     ImageFolderDataset,
+    JoinedDataset,
     ListDataset,
     SyntheticDataset,
     decode_image,
@@ -74,6 +75,8 @@ def build_datasets(cfg: DataConfig, seed: int, progress: bool = False) -> tuple[
     dataset = SOURCES.get(cfg.source)(cfg, progress)
     dataset = drop_small_identities(dataset, cfg.min_images_per_identity)
     train, val = split_by_identity(dataset, cfg.val_identities, seed)
+    if cfg.extra_roots:  # after the split: extra trees never reach the held-out identities
+        train = JoinedDataset([train, *(ImageFolderDataset(root, cfg.image_size) for root in cfg.extra_roots)])
     if train.num_classes < 2 and cfg.source != "unlabelled":
         raise DataError(f"training needs at least 2 identities, found {train.num_classes}")
     return train, val
@@ -84,6 +87,7 @@ __all__ = [
     "DatasetView",
     "FaceDataset",
     "ImageFolderDataset",
+    "JoinedDataset",
     "ListDataset",
     "SyntheticDataset",
     "SyntheticFaces",

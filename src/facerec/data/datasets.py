@@ -180,6 +180,32 @@ class DatasetView(FaceDataset):
         return self.base.describe(int(self.indices[index]))
 
 
+class JoinedDataset(FaceDataset):
+    """Several datasets one after another; each part's labels follow the previous part's."""
+
+    def __init__(self, parts: Sequence[FaceDataset]) -> None:
+        if not parts:
+            raise DataError("nothing to join: no datasets given")
+        super().__init__(parts[0].image_size)
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+        offsets = np.cumsum([0] + [p.num_classes for p in self.parts])
+        self.labels = np.concatenate([p.labels + o for p, o in zip(self.parts, offsets, strict=False)])
+        self.class_names = [name for p in self.parts for name in p.class_names]
+
+    def _locate(self, index: int) -> tuple[FaceDataset, int]:
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.parts[part], index - int(self.starts[part])
+
+    def load(self, index: int) -> np.ndarray:
+        part, local = self._locate(index)
+        return part.load(local)
+
+    def describe(self, index: int) -> str:
+        part, local = self._locate(index)
+        return part.describe(local)
+
+
 def split_by_identity(dataset: FaceDataset, val_identities: int, seed: int) -> tuple[FaceDataset, FaceDataset | None]:
     """Hold out `val_identities` whole identities (chosen with `seed`) for validation."""
     if val_identities <= 0:

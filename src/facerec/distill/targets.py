@@ -67,14 +67,16 @@ def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray,
     return [table.get(str(s.resolve())) for s in sources]
 
 
-def load_targets(path: str | Path, flip: bool = True) -> dict[str, np.ndarray]:
-    """Resolved image path -> teacher embedding."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"teacher targets not found: {path} (make them with `facerec distill-targets`)")
-    data = np.load(path)
-    vectors = data["flipped" if flip else "plain"]
-    return {name: vectors[i] for name, i in rows_by_path(data["names"].tolist()).items()}
+def load_targets(paths: str | Path | list[str] | list[Path], flip: bool = True) -> dict[str, np.ndarray]:
+    """Resolved image path -> teacher embedding, from one .npz or several (one per tree)."""
+    table: dict[str, np.ndarray] = {}
+    for path in map(Path, paths if isinstance(paths, list) else [paths]):
+        if not path.is_file():
+            raise DataError(f"teacher targets not found: {path} (make them with `facerec distill-targets`)")
+        data = np.load(path)
+        vectors = data["flipped" if flip else "plain"]
+        table.update({name: vectors[i] for name, i in rows_by_path(data["names"].tolist()).items()})
+    return table
 
 
 def targets_of(dataset: object, table: dict[str, np.ndarray]) -> np.ndarray:
