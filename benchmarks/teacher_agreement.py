@@ -1,6 +1,7 @@
 """How closely a distilled student follows its teacher: the cosine between the student's
 embedding of each image and the teacher's (centred like the training run's targets when the
-config says `distill.center`), on the run's training identities and on its held-out ones.
+config says `distill.center`), on the run's training identities, on its held-out ones, and
+on the images of its `data.extra_roots` (e.g. morphs), each on its own.
 
     python benchmarks/teacher_agreement.py runs/default_model_stage3
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from facerec.config import load_config
-from facerec.data import build_datasets
+from facerec.data import JoinedDataset, build_datasets
 from facerec.distill.targets import centred, load_targets, targets_of
 from facerec.errors import FacerecError
 from facerec.eval.embed import embed_dataset
@@ -36,7 +37,10 @@ def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
     # without centring, the targets are the teacher's unit embeddings as they are
     centre = teacher_train.mean(0) if cfg.distill.center else np.zeros(teacher_train.shape[1])
     report = {}
-    for name, part in (("training", train), ("held_out", val)):
+    # a joined training set: the root's training identities first, then the extra trees
+    parts = train.parts if isinstance(train, JoinedDataset) else [train]
+    named = [("training", parts[0])] + [(f"extra_{k}", p) for k, p in enumerate(parts[1:], 1)] + [("held_out", val)]
+    for name, part in named:
         if part is None:
             continue
         teacher = centred(targets_of(part, table), centre)
