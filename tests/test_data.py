@@ -17,13 +17,6 @@ from facerec.data.transforms import Augment, degrade_resolution, jitter_geometry
 from facerec.errors import DataError
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    SyntheticFaces(4, 3, size=40).write_tree(root, progress=False)
-    return root
-
-
 def test_synthetic_faces_are_deterministic_and_identity_dependent():
     a = SyntheticFaces(3, 2, size=48, seed=1)
     b = SyntheticFaces(3, 2, size=48, seed=1)

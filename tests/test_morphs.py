@@ -9,17 +9,10 @@ from PIL import Image
 
 from facerec.cli import main
 from facerec.config import load_config
-from facerec.data import SyntheticFaces, build_datasets
+from facerec.data import build_datasets
 from facerec.data.datasets import ImageFolderDataset, JoinedDataset, decode_image
 from facerec.data.morphs import blend, plan_morphs, write_morphs
 from facerec.errors import DataError
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    SyntheticFaces(6, 3, size=32).write_tree(root, progress=False)
-    return root
 
 
 def test_plan_pairs_two_different_people_with_weights_in_range():
@@ -65,7 +58,7 @@ def test_morph_tree_blends_the_images_it_names_and_resumes(tmp_path, tree):
         expected = blend(decode_image(first), decode_image(second), float(weight))
         assert np.abs(decode_image(dst / name / f"{name}.png").astype(int) - expected).max() <= 1
     # a finished morph is kept when the run is repeated (resume after an interruption)
-    marker = np.zeros((32, 32, 3), dtype=np.uint8)
+    marker = np.zeros((40, 40, 3), dtype=np.uint8)
     Image.fromarray(marker).save(folders[0] / f"{folders[0].name}.png")
     write_morphs(tree, dst, 5, seed=3, progress=False)
     assert (decode_image(folders[0] / f"{folders[0].name}.png") == 0).all()
