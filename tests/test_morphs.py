@@ -3,6 +3,8 @@ that join the training images but never the held-out identities."""
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -51,9 +53,10 @@ def test_morph_tree_blends_the_images_it_names_and_resumes(tmp_path, tree):
     assert main(["morphs", str(tree), str(dst), "--count", "5", "--seed", "3"]) == 0
     folders = sorted(p for p in dst.iterdir() if p.is_dir())
     assert [p.name for p in folders] == [f"morph_{k:06d}" for k in range(5)]
-    rows = (dst / "morphs.csv").read_text().splitlines()[1:]
-    for row in rows:
-        name, first, second, weight = row.split(",")
+    with open(dst / "morphs.csv", newline="") as table:
+        rows = list(csv.reader(table))[1:]
+    assert len(rows) == 5
+    for name, first, second, weight in rows:
         assert first.split("/")[-2] != second.split("/")[-2]  # two different people
         expected = blend(decode_image(first), decode_image(second), float(weight))
         assert np.abs(decode_image(dst / name / f"{name}.png").astype(int) - expected).max() <= 1

@@ -189,8 +189,8 @@ class JoinedDataset(FaceDataset):
         super().__init__(parts[0].image_size)
         self.parts = list(parts)
         self.starts = np.cumsum([0] + [len(p) for p in self.parts])
-        offsets = np.cumsum([0] + [p.num_classes for p in self.parts])
-        self.labels = np.concatenate([p.labels + o for p, o in zip(self.parts, offsets, strict=False)])
+        offsets = np.cumsum([0] + [p.num_classes for p in self.parts[:-1]])
+        self.labels = np.concatenate([p.labels + o for p, o in zip(self.parts, offsets, strict=True)])
         self.class_names = [name for p in self.parts for name in p.class_names]
 
     def _locate(self, index: int) -> tuple[FaceDataset, int]:

@@ -9,6 +9,7 @@ own one-image identity folder `morph_NNNNNN`.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,15 +76,16 @@ def write_morphs(
     plan = plan_morphs(source.labels, count, seed, weights)
     root = Path(dst)
     root.mkdir(parents=True, exist_ok=True)
-    rows = ["morph,first,second,weight_of_first"]
+    rows = [["morph", "first", "second", "weight_of_first"]]
     for k in tqdm(range(count), desc="morphs", unit="img", disable=not progress, mininterval=1.0):
         name = f"morph_{k:06d}"
         a, b, w = source.paths[plan.first[k]], source.paths[plan.second[k]], float(plan.weight[k])
-        rows.append(f"{name},{a},{b},{w:.4f}")
+        rows.append([name, str(a), str(b), f"{w:.4f}"])
         out = root / name / f"{name}.png"
         if out.is_file():
             continue
         out.parent.mkdir(exist_ok=True)
         Image.fromarray(blend(decode_image(a), decode_image(b), w)).save(out)
-    (root / "morphs.csv").write_text("\n".join(rows) + "\n")
+    with open(root / "morphs.csv", "w", newline="") as table:  # csv quotes paths with commas
+        csv.writer(table).writerows(rows)
     return root
