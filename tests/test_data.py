@@ -118,6 +118,19 @@ def test_pk_sampler_batches_hold_p_identities_with_k_images():
         PKBatchSampler(np.array([0, 0, 1]), batch_size=4, k=2)
 
 
+def test_pk_sampler_repeats_single_images_as_views_when_pairs_are_not_required():
+    labels = np.array([0, 0, 0, 1, 2, 3])  # identities 1-3 have one image each
+    sampler = PKBatchSampler(labels, batch_size=4, k=2, seed=0, require_pairs=False)
+    batches = list(sampler)
+    assert len(batches) == 2  # every identity once per epoch
+    for batch in batches:
+        ids = labels[[i for i, _ in batch]]
+        assert sorted(np.bincount(ids, minlength=4)[np.unique(ids)]) == [2, 2]
+        for c in set(ids.tolist()) - {0}:  # one image shown twice, each view with its own seed
+            views = [(i, s) for i, s in batch if labels[i] == c]
+            assert views[0][0] == views[1][0] and views[0][1] != views[1][1]
+
+
 def test_augmentation_is_reproducible_from_its_seed():
     img = SyntheticFaces(1, 1, size=32).render(0)
     aug = Augment(AugmentConfig(flip=True, lowres_prob=1.0, lowres_min_size=8, color_jitter=0.2))

@@ -198,3 +198,18 @@ def test_morphs_labelled_by_the_teacher_join_the_training_images(tmp_path, tree_
     # a list with a missing file names it
     with pytest.raises(DataError, match=r"nowhere\.npz"):
         load_targets([targets, tmp_path / "nowhere.npz"])
+
+
+def test_identity_balanced_batches_distil_people_with_one_image(tmp_path, tree_and_teacher):
+    faces, targets = tree_and_teacher
+    for i in (1, 2, 3):  # p0 keeps one image: its batch slots are two augmented views of it
+        (faces / "p0" / f"{i}.png").unlink()
+    pk = ["data.sampler=pk", "data.images_per_identity_in_batch=2", "data.augment={flip: true}"]
+    terms = ["distill.terms={cosine: 1.0, similarity: 1.0, evaluation: 1.0}", "distill.threshold=0.3"]
+    trainer = Trainer(student(tmp_path / "run", faces, f"distill.targets={targets}", *pk, *terms, "train.epochs=30"))
+    trainer.fit()
+    rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert np.mean([r["loss"] for r in rows[-3:]]) < 0.5 * np.mean([r["loss"] for r in rows[:3]])
+    # a triplet loss needs two different images of everyone in the batch
+    with pytest.raises(DataError, match="single image"):
+        Trainer(student(tmp_path / "run2", faces, *pk, "head.name=triplet", "head.options={}"))

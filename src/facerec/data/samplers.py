@@ -56,19 +56,22 @@ class ShuffleBatchSampler(ResumableBatchSampler):
 
 
 class PKBatchSampler(ResumableBatchSampler):
-    """P identities x K images per batch (for pair and triplet losses).
+    """P identities x K images per batch (for pair and triplet losses, and for relational
+    distillation, which otherwise sees almost no same-person pairs).
 
     Each epoch visits every identity once, in random order; an identity with fewer than K
-    images contributes all of them plus repeats drawn at random.
+    images contributes all of them plus repeats drawn at random (each repeat is augmented
+    with its own seed). `require_pairs` rejects identities with a single image, which give a
+    pair or triplet loss nothing to compare.
     """
 
-    def __init__(self, labels: np.ndarray, batch_size: int, k: int, seed: int = 0) -> None:
+    def __init__(self, labels: np.ndarray, batch_size: int, k: int, seed: int = 0, require_pairs: bool = True) -> None:
         super().__init__(seed)
         if k < 2 or batch_size % k:
             raise DataError(f"PK sampling needs K >= 2 dividing the batch size; got K={k}, batch {batch_size}")
         counts = np.bincount(labels)
         small = np.flatnonzero((counts > 0) & (counts < 2))
-        if len(small):
+        if require_pairs and len(small):
             raise DataError(
                 f"{len(small)} identities have a single image (e.g. label {small[0]}), but a pair/"
                 "triplet loss needs at least two per identity; set data.min_images_per_identity: 2 "

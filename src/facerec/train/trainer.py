@@ -96,7 +96,8 @@ class Trainer:
     def _build_sampler(self, dataset: FaceDataset) -> ResumableBatchSampler:
         d, seed = self.cfg.data, self.cfg.train.seed
         names = [self.cfg.head.name] + [a.name for a in self.cfg.aux_losses]
-        if any(n in PAIRWISE_LOSSES for n in names) and d.sampler != "pk":
+        pairwise = any(n in PAIRWISE_LOSSES for n in names)
+        if pairwise and d.sampler != "pk":
             raise ConfigError(
                 f"loss '{next(n for n in names if n in PAIRWISE_LOSSES)}' compares images of one "
                 "identity inside a batch: set data.sampler: pk"
@@ -104,7 +105,8 @@ class Trainer:
         world = self.dist.world_size  # data.batch_size is per process; ranks share one global batch
         sampler: ResumableBatchSampler
         if d.sampler == "pk":
-            sampler = PKBatchSampler(dataset.labels, d.batch_size * world, d.images_per_identity_in_batch, seed)
+            k = d.images_per_identity_in_batch
+            sampler = PKBatchSampler(dataset.labels, d.batch_size * world, k, seed, require_pairs=pairwise)
         elif d.sampler == "random":
             sampler = ShuffleBatchSampler(len(dataset), d.batch_size * world, seed)
         else:
