@@ -10,6 +10,9 @@ import pytest
 import torch
 
 from facerec.distill import losses as kd
+from facerec.distill.targets import teacher_threshold
+from facerec.errors import DataError
+from facerec.eval.verification import sample_pairs
 
 
 def batch(n=7, ds=5, dt=6, seed=0):
@@ -112,3 +115,18 @@ def test_distillation_loss_module_projects_when_sizes_differ():
         kd.DistillationLoss(5, 8, {"kl": 1.0})
     with pytest.raises(ValueError, match="threshold"):
         kd.DistillationLoss(5, 8, {"evaluation": 1.0})
+
+
+def test_teacher_threshold_is_the_best_on_its_sampled_pairs():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(40), 3)
+    centres = rng.normal(size=(40, 16))
+    x = centres[labels] + rng.normal(scale=0.8, size=(120, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    threshold = teacher_threshold(x, labels, pairs=2000, seed=1)
+    left, right, same = sample_pairs(labels, 2000, 1)
+    scores = (x[left] * x[right]).sum(1)
+    best = max(((scores >= t) == same).mean() for t in np.unique(scores))  # brute force
+    assert ((scores >= threshold) == same).mean() == best
+    with pytest.raises(DataError, match=r"distill\.threshold"):
+        teacher_threshold(x, np.zeros(120, dtype=int))

@@ -205,11 +205,16 @@ def test_identity_balanced_batches_distil_people_with_one_image(tmp_path, tree_a
     for i in (1, 2, 3):  # p0 keeps one image: its batch slots are two augmented views of it
         (faces / "p0" / f"{i}.png").unlink()
     pk = ["data.sampler=pk", "data.images_per_identity_in_batch=2", "data.augment={flip: true}"]
-    terms = ["distill.terms={cosine: 1.0, similarity: 1.0, evaluation: 1.0}", "distill.threshold=0.3"]
-    trainer = Trainer(student(tmp_path / "run", faces, f"distill.targets={targets}", *pk, *terms, "train.epochs=30"))
+    terms = "distill.terms={cosine: 1.0, similarity: 1.0, evaluation: 1.0}"
+    trainer = Trainer(student(tmp_path / "run", faces, f"distill.targets={targets}", *pk, terms, "train.epochs=30"))
+    measured = trainer.cfg.distill.threshold  # not set: the teacher's, on its training targets
+    assert measured is not None and -1 < measured < 1
     trainer.fit()
+    assert load_config(str(tmp_path / "run" / "config.yaml")).distill.threshold == measured
     rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
     assert np.mean([r["loss"] for r in rows[-3:]]) < 0.5 * np.mean([r["loss"] for r in rows[:3]])
+    with pytest.raises(ConfigError, match="on-the-fly teacher's threshold"):
+        Trainer(student(tmp_path / "run3", faces, f"distill.teacher={tmp_path / 'teacher.pt'}", terms))
     # a triplet loss needs two different images of everyone in the batch
     with pytest.raises(DataError, match="single image"):
         Trainer(student(tmp_path / "run2", faces, *pk, "head.name=triplet", "head.options={}"))

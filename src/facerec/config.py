@@ -135,7 +135,8 @@ class DistillConfig:
     # subtract the teacher's mean embedding over the training images and renormalise: spreads
     # targets that sit in a narrow cone (the dlib model's) over the sphere for the student
     center: bool = False
-    threshold: float | None = None  # teacher's verification threshold (the 'evaluation' term)
+    # the teacher's verification threshold (the 'evaluation' term); None: measured on the targets
+    threshold: float | None = None
     width: float = 0.1  # width of the 'evaluation' term's weighting around the threshold
 
 

@@ -98,6 +98,21 @@ def centred(targets: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return moved / np.linalg.norm(moved, axis=1, keepdims=True).clip(1e-12)
 
 
+def teacher_threshold(targets: np.ndarray, labels: np.ndarray, pairs: int = 20000, seed: int = 0) -> float:
+    """The teacher's best 'same person' cosine threshold on random genuine and impostor pairs
+    of its (unit) training targets: where the evaluation-oriented term centres its weights."""
+    from facerec.eval.verification import best_threshold, sample_pairs
+
+    try:
+        left, right, same = sample_pairs(labels, pairs, seed)
+    except ValueError as err:
+        raise DataError(
+            f"the teacher's threshold is measured on pairs of labelled training images ({err}); set distill.threshold"
+        ) from None
+    scores = (targets[left] * targets[right]).sum(1)
+    return best_threshold(scores, same)[0]
+
+
 def attach_targets(dataset: object, table: dict[str, np.ndarray], center: bool = False) -> int:
     """Give each image of the dataset its teacher embedding, optionally centred on their mean
     and renormalised; returns the teacher's embedding size."""

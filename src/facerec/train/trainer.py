@@ -26,7 +26,7 @@ from facerec.data.datasets import FaceDataset
 from facerec.data.samplers import PKBatchSampler, ResumableBatchSampler, ShuffleBatchSampler
 from facerec.data.transforms import Augment
 from facerec.distill.losses import DistillationLoss
-from facerec.distill.targets import attach_targets, load_targets
+from facerec.distill.targets import attach_targets, load_targets, teacher_threshold
 from facerec.distributed import all_reduce_sum_hook, init_from_env
 from facerec.errors import ConfigError, TrainingError
 from facerec.eval.embed import embed_batches, embed_dataset
@@ -140,7 +140,14 @@ class Trainer:
         if not k.terms:
             raise ConfigError("distillation is on but distill.terms is empty")
         if k.targets:
-            return attach_targets(self.train_set, load_targets(k.targets, k.flip), k.center)
+            size = attach_targets(self.train_set, load_targets(k.targets, k.flip), k.center)
+            if "evaluation" in k.terms and k.threshold is None:
+                targets = self.train_set.targets.double().numpy()  # type: ignore[attr-defined]
+                k.threshold = teacher_threshold(targets, np.asarray(self.train_set.labels))
+                log.info("the teacher's threshold on its training targets: cosine %.4f", k.threshold)
+            return size
+        if "evaluation" in k.terms and k.threshold is None:
+            raise ConfigError("an on-the-fly teacher's threshold is not known beforehand: set distill.threshold")
         if k.center:
             raise ConfigError("distill.center needs precomputed targets (the mean of all teacher embeddings)")
         net, size, _ = load_model_file(k.teacher, self.device)
