@@ -2,7 +2,7 @@
 
 For each face: dlib's HOG detector and 5-point predictor give dlib's chip transform
 (`get_face_chip_details(size=150, padding=0.25)`); the five landmarks of a detector (MTCNN, or
-eye centres / nose tip / mouth corners of dlib's 68-point predictor) are mapped into chip
+eye centers / nose tip / mouth corners of dlib's 68-point predictor) are mapped into chip
 coordinates; the template is their median. The images are the first image of View 1 training
 people (`peopleDevTrain.txt`), a random subset with a fixed seed. The chip mapping reproduces
 `dlib.get_face_chip` to the pixel (checked here on the first images).
@@ -19,16 +19,16 @@ import numpy as np
 from PIL import Image
 
 from facerec.align.dlib_models import dlib_module, five_points_from_68, shape_points, shape_predictor
-from facerec.align.transform import warp_affine
+from facerec.core.geometry import warp_affine
 
 
 def chip_transform(details) -> np.ndarray:
     """2x3 matrix from image pixels to chip pixels (dlib's get_mapping_to_chip, inverted)."""
     rect, angle = details.rect, details.angle
-    centre = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
+    center = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     corners = np.array([[rect.left(), rect.top()], [rect.right(), rect.top()], [rect.right(), rect.bottom()]])
-    image_pts = (corners - centre) @ rot.T + centre
+    image_pts = (corners - center) @ rot.T + center
     size = details.cols - 1
     chip_pts = np.array([[0, 0], [size, 0], [size, size]], dtype=np.float64)
     to_image = np.linalg.solve(np.hstack([chip_pts, np.ones((3, 1))]), image_pts).T
@@ -70,8 +70,8 @@ def main() -> None:
             faces = mtcnn.detect(img)
             if not faces:
                 continue
-            centre = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
-            five = min(faces, key=lambda f: np.linalg.norm(f.centre - centre)).landmarks
+            center = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
+            five = min(faces, key=lambda f: np.linalg.norm(f.center - center)).landmarks
         else:
             five = five_points_from_68(shape_points(shape_predictor(68)(img, rect)))
         points.append(five @ m[:, :2].T + m[:, 2])

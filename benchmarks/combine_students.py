@@ -3,7 +3,7 @@
 - weight averaging ("model soup"): one network whose weights are the mean of the students'
   (sensible when they were fine-tuned from one parent, as stage 3 and the morph stage were from
   stage 2), written as a model file for `facerec eval lfw --model`;
-- an embedding ensemble: each student's flip-averaged embeddings, unit-normalised and
+- an embedding ensemble: each student's flip-averaged embeddings, unit-normalized and
   concatenated, from the `embeddings.npz` that `facerec eval lfw` wrote for each.
 
     python benchmarks/combine_students.py average A.pt B.pt C.pt --out soup.pt

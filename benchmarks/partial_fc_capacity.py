@@ -1,6 +1,6 @@
 """How many classes train on this machine with N processes: Partial FC steps over C classes.
 
-Run under torchrun; each rank holds C / N class centres (fp32, 512-d) with their momentum and
+Run under torchrun; each rank holds C / N class centers (fp32, 512-d) with their momentum and
 runs a few full steps (all-gather of the batch, sampled softmax, backward, sparse update) on
 embeddings from a small linear layer, so only the class layer's memory matters. Rank 0 prints
 the step time and every rank's peak resident memory.

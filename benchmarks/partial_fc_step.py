@@ -56,7 +56,7 @@ def one(
         head.sparse_step(0.1, 0.9, 5e-4)
         if i >= 2:  # two warm-up steps (the dense momentum buffer is allocated on the first)
             times.append(time.perf_counter() - start)
-    # centres + momentum (+ the dense gradient); sparse also keeps each row's last update step
+    # centers + momentum (+ the dense gradient); sparse also keeps each row's last update step
     layer_bytes = head.weight.numel() * 4 * (2 if update == "sparse" else 3) + (
         8 * classes if update == "sparse" else 0
     )

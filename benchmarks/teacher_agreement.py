@@ -1,5 +1,5 @@
 """How closely a distilled student follows its teacher: the cosine between the student's
-embedding of each image and the teacher's (centred like the training run's targets when the
+embedding of each image and the teacher's (centered like the training run's targets when the
 config says `distill.center`), on the run's training identities, on its held-out ones, and
 on the images of its `data.extra_roots` (e.g. morphs), each on its own.
 
@@ -20,7 +20,7 @@ import torch
 
 from facerec.config import load_config
 from facerec.data import JoinedDataset, build_datasets
-from facerec.distill.targets import centred, load_targets, targets_of
+from facerec.distill.targets import centered, load_targets, targets_of
 from facerec.errors import FacerecError
 from facerec.eval.embed import embed_dataset
 from facerec.models.io import load_model
@@ -30,12 +30,12 @@ def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
     cfg = load_config(str(run / "config.yaml"))
     if not cfg.distill.targets:
         raise SystemExit(f"{run}/config.yaml names no distillation targets")
-    train, val = build_datasets(cfg.data, cfg.train.seed)
+    train, val = build_datasets(cfg.data, cfg.backbone.input_size, cfg.train.seed)
     table = load_targets(cfg.distill.targets, flip=cfg.distill.flip)
     net, _ = load_model(model_file)
     teacher_train = targets_of(train, table)
     # without centring, the targets are the teacher's unit embeddings as they are
-    centre = teacher_train.mean(0) if cfg.distill.center else np.zeros(teacher_train.shape[1])
+    center = teacher_train.mean(0) if cfg.distill.center else np.zeros(teacher_train.shape[1])
     report = {}
     # a joined training set: the root's training identities first, then the extra trees
     parts = train.parts if isinstance(train, JoinedDataset) else [train]
@@ -43,7 +43,7 @@ def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
     for name, part in named:
         if part is None:
             continue
-        teacher = centred(targets_of(part, table), centre)
+        teacher = centered(targets_of(part, table), center)
         student = embed_dataset(net, part, flip=cfg.distill.flip, progress=True)  # unit rows
         cos = np.sum(student * teacher, axis=1)
         report[name] = {"images": len(cos), "mean": float(cos.mean()), "std": float(cos.std())}

@@ -14,13 +14,13 @@ import time
 
 import torch
 
-from facerec.heads import build_loss
+from facerec.heads import build_head
 from facerec.models import build_backbone
 
 
 def measure(name: str, size: int, batch: int, steps: int, warmup: int, classes: int, device: str) -> float:
     model = build_backbone(name, 512, size).to(device).train()
-    head = build_loss("arcface", 512, classes).to(device)
+    head = build_head("arcface", 512, classes).to(device)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.randn(batch, 3, size, size, device=device)

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from facerec.align.nms import nms
-from facerec.align.pipeline import Aligner, AlignPolicy, NoFaceError, align_tree, centred_landmarks, choose_face
-from facerec.align.transform import ARCFACE_112, align_face, umeyama, warp_affine
+from facerec.align.pipeline import Aligner, AlignPolicy, NoFaceError, align_tree, centered_landmarks, choose_face
+from facerec.core.geometry import ARCFACE_112, align_face, umeyama, warp_affine
 from facerec.align.types import Face
 
 LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
@@ -93,7 +93,7 @@ def test_warp_puts_a_landmark_on_its_template_position():
         assert abs(cx - ex) < 0.35 and abs(cy - ey) < 0.35
 
 
-def test_warp_uses_pixel_centre_coordinates():
+def test_warp_uses_pixel_center_coordinates():
     img = np.zeros((40, 40, 3), dtype=np.uint8)
     img[20, 20] = 255
     moved = warp_affine(img, np.array([[1.0, 0, 3], [0, 1, 5]]), (40, 40))[..., 0]
@@ -144,7 +144,7 @@ def test_missing_face_policy():
         Aligner(NoFace(), policy=AlignPolicy(missing="skip")).align(img)
     result = Aligner(NoFace(), policy=AlignPolicy(missing="center")).align(img)
     assert result.face is None and result.crop.shape == (112, 112, 3)
-    marks = centred_landmarks((100, 100, 3), ARCFACE_112, (112, 112), 0.5)
+    marks = centered_landmarks((100, 100, 3), ARCFACE_112, (112, 112), 0.5)
     assert np.allclose(marks.mean(0), 25 + ARCFACE_112.mean(0) * 50 / 112)
 
 
@@ -161,7 +161,7 @@ def test_mtcnn_finds_the_face_and_landmarks_on_lfw():
     assert faces and faces[0].score > 0.95
     best = choose_face(faces, (250, 250, 3), "central")
     lm = best.landmarks
-    assert 90 < best.centre[0] < 160 and 90 < best.centre[1] < 160  # LFW faces are centred
+    assert 90 < best.center[0] < 160 and 90 < best.center[1] < 160  # LFW faces are centered
     assert lm[0, 0] < lm[2, 0] < lm[1, 0]  # nose between the eyes
     assert lm[0, 1] < lm[2, 1] < lm[3, 1]  # eyes above nose above mouth
     assert 25 < lm[1, 0] - lm[0, 0] < 70  # plausible eye distance

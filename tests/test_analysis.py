@@ -23,9 +23,9 @@ def planted_population(seed: int = 0, groups: int = 2, subjects: int = 30, image
     emb, ids, grp = [], [], []
     for g in range(groups):
         for s in range(subjects):
-            centre = group_dirs[g] + rng.normal(size=dim)
+            center = group_dirs[g] + rng.normal(size=dim)
             for _ in range(images):
-                emb.append(centre + 0.3 * rng.normal(size=dim))
+                emb.append(center + 0.3 * rng.normal(size=dim))
                 ids.append(f"g{g}s{s}")
                 grp.append(f"group{g}")
     return unit(np.array(emb)), np.array(ids), np.array(grp, dtype=object)
@@ -55,17 +55,17 @@ def test_subject_similarity_is_the_mean_over_image_pairs():
         pairs = [(x, y) for x in a for y in b if x != y]
         assert matrix.scores[i, j] == pytest.approx(np.mean([emb[x] @ emb[y] for x, y in pairs]))
     assert list(matrix.groups) == sorted(matrix.groups)  # ordered by group
-    normalised = bias.normalise_nonmated(matrix.scores)
-    off = ~np.eye(len(normalised), dtype=bool)
-    assert normalised[off].mean() == pytest.approx(0, abs=1e-12)
-    assert normalised[off].std() == pytest.approx(1)
+    normalized = bias.normalize_nonmated(matrix.scores)
+    off = ~np.eye(len(normalized), dtype=bool)
+    assert normalized[off].mean() == pytest.approx(0, abs=1e-12)
+    assert normalized[off].std() == pytest.approx(1)
 
 
 def test_planted_group_structure_gives_a_first_component_aligned_with_the_groups():
     emb, ids, grp = planted_population()
     table = bias.subject_groups(ids, grp)
     matrix = bias.subject_similarity(emb, ids, table)
-    coords, explained = bias.principal_components(bias.normalise_nonmated(matrix.scores), 5)
+    coords, explained = bias.principal_components(bias.normalize_nonmated(matrix.scores), 5)
     index, _ = bias.clustering_index(coords, matrix.groups)
     assert index[0] > 0.9
     assert explained[0] == max(explained)
@@ -74,7 +74,7 @@ def test_planted_group_structure_gives_a_first_component_aligned_with_the_groups
     noise = unit(rng.normal(size=(180, 16)))
     shuffled = {k: rng.choice(["x", "y"]) for k in table}
     matrix = bias.subject_similarity(noise, ids, shuffled)
-    coords, _ = bias.principal_components(bias.normalise_nonmated(matrix.scores), 5)
+    coords, _ = bias.principal_components(bias.normalize_nonmated(matrix.scores), 5)
     assert bias.clustering_index(coords, matrix.groups)[0].max() < 0.3
 
 
@@ -126,7 +126,7 @@ def test_group_rates_match_a_loop_over_all_pairs_and_say_when_a_group_is_too_sma
 
 def test_bias_analysis_writes_report_and_plots(tmp_path):
     emb, ids, grp = planted_population(groups=2, subjects=15)
-    report = bias.analyse(emb, ids, grp, tmp_path, target_fmr=0.01, components=4, n_boot=50)
+    report = bias.analyze(emb, ids, grp, tmp_path, target_fmr=0.01, components=4, n_boot=50)
     assert report["clustering_index"]["C_k"][0] > 0.9
     for name in ("report.json", "similarity_matrix.png", "cross_group_fmr.png", "pca.png"):
         assert (tmp_path / name).stat().st_size > 0
@@ -198,7 +198,7 @@ def test_a_linear_relation_between_spaces_is_recovered():
         if r["variant"] == "same-image":
             assert r["accuracy"] == pytest.approx(base, abs=0.005)
     # heavy shrinkage loses the map's scale but not its direction; an unrelated B is not recoverable
-    noise = linear_map.normalise(np.random.default_rng(5).normal(size=b.shape))
+    noise = linear_map.normalize(np.random.default_rng(5).normal(size=b.shape))
     unrelated = linear_map.experiment(a, noise, ids, pool, pairs, sizes=(200,), variants=("same-image",))
     assert unrelated["results"][0]["accuracy"] < 0.6
 
@@ -215,7 +215,7 @@ def test_training_pairs_of_both_variants():
 
 def test_mapping_attack_matches_leaked_embeddings_in_the_other_space():
     a, ids = pair_population()
-    b = linear_map.normalise(a @ random_rotation(16, 2))
+    b = linear_map.normalize(a @ random_rotation(16, 2))
     subjects = np.unique(ids)
     targets = np.flatnonzero(np.isin(ids, subjects[:50]))
     pool = np.flatnonzero(~np.isin(ids, subjects[:50]))
@@ -239,7 +239,7 @@ def test_degrade_keeps_the_size_and_removes_detail():
 
 
 def test_degradation_is_defined_on_the_112_template_for_every_crop_geometry():
-    from facerec.align.transform import ARCFACE_112
+    from facerec.core.geometry import ARCFACE_112
     from facerec.data.transforms import degrade_resolution
     from facerec.models.reference import DLIB_150
 
@@ -256,7 +256,7 @@ def test_degradation_is_defined_on_the_112_template_for_every_crop_geometry():
 
 def test_procrustes_and_cpd_recover_a_known_rotation():
     rng = np.random.default_rng(3)
-    hr = linear_map.normalise(rng.normal(size=(150, 6)))
+    hr = linear_map.normalize(rng.normal(size=(150, 6)))
     rot = random_rotation(6, 4)
     if np.linalg.det(rot) < 0:
         rot[:, 0] *= -1
@@ -294,12 +294,12 @@ def test_cpd_agrees_with_pycpd_when_installed():
 def test_resolution_report_before_and_after_alignment(tmp_path):
     hr, ids = pair_population(subjects=80, dim=12)
     rot = random_rotation(12, 7)
-    lr = linear_map.normalise(hr @ rot.T + 0.05 * np.random.default_rng(0).normal(size=hr.shape))
+    lr = linear_map.normalize(hr @ rot.T + 0.05 * np.random.default_rng(0).normal(size=hr.shape))
     subjects = np.unique(ids)
     test = np.flatnonzero(np.isin(ids, subjects[:40]))
     fit = np.flatnonzero(~np.isin(ids, subjects[:40]))
     pairs = lfw_like_pairs(ids, test, 400)
-    report = resolution.analyse(hr, lr, pairs, fit, tmp_path, 36)
+    report = resolution.analyze(hr, lr, pairs, fit, tmp_path, 36)
     assert report["before"]["HR-LR"]["accuracy"] < 0.8  # rotated: HR and LR do not meet
     assert report["procrustes"]["HR-LR"]["accuracy"] > report["before"]["HR-HR"]["accuracy"] - 0.03
     assert report["procrustes"]["hr_to_lr_distance"]["mean"] < 0.1 * report["before"]["hr_to_lr_distance"]["mean"]
@@ -322,10 +322,10 @@ def test_membership_attack_separates_compact_members():
     rng = np.random.default_rng(1)
     emb, ids = [], []
     for s in range(80):
-        centre = rng.normal(size=16)
+        center = rng.normal(size=16)
         spread = 0.2 if s < 40 else 0.6  # members (first 40) are tighter
         for _ in range(4):
-            emb.append(centre + spread * rng.normal(size=16))
+            emb.append(center + spread * rng.normal(size=16))
             ids.append(f"s{s}")
     emb, ids = unit(np.array(emb)), np.array(ids)
     members = {f"s{s}" for s in range(40)}
@@ -363,7 +363,7 @@ def faces_and_model(tmp_path):
 
     from PIL import Image
 
-    from facerec.config import ModelConfig
+    from facerec.config import BackboneConfig
     from facerec.models import build_backbone
     from facerec.models.io import export_model
 
@@ -373,7 +373,7 @@ def faces_and_model(tmp_path):
         for i in range(4):
             image = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
             Image.fromarray(image).save(tmp_path / "faces" / person / f"{i}.png")
-    cfg = ModelConfig("lowres_irse8", 16, {"widths": [8, 8, 8, 8], "se": False})
+    cfg = BackboneConfig("lowres_irse8", 16, options={"widths": [8, 8, 8, 8], "se": False})
     model = export_model(tmp_path / "m.pt", build_backbone(cfg.name, 16, 32, cfg.options), asdict(cfg), 32)
     return tmp_path / "faces", model
 

@@ -21,9 +21,9 @@ def test_unknown_key_names_the_key_and_suggests(tmp_path):
 
 
 def test_overrides_are_typed():
-    cfg = load_config(None, ["train.epochs=3", "optim.lr=1e-3", "model.options={widths: [8, 16]}"])
+    cfg = load_config(None, ["train.epochs=3", "optim.lr=1e-3", "backbone.options={widths: [8, 16]}"])
     assert cfg.train.epochs == 3 and cfg.optim.lr == pytest.approx(1e-3)
-    assert cfg.model.options == {"widths": [8, 16]}
+    assert cfg.backbone.options == {"widths": [8, 16]}
     with pytest.raises(ConfigError, match=r"'train\.epochs' must be of type int"):
         load_config(None, ["train.epochs=many"])
     with pytest.raises(ConfigError, match="must be true or false"):

@@ -38,7 +38,7 @@ def test_synthetic_same_identity_images_are_closer_than_different_identities():
 
 
 def test_image_folder_dataset(tree):
-    ds = ImageFolderDataset(tree, image_size=32)
+    ds = ImageFolderDataset(tree, input_size=32)
     assert len(ds) == 12 and ds.num_classes == 4
     img, label = ds[5]
     assert img.shape == (3, 32, 32) and label == 1
@@ -63,7 +63,7 @@ def test_list_dataset(tmp_path, tree):
     files = sorted(tree.rglob("*.png"))
     lst = tmp_path / "train.txt"
     lst.write_text("".join(f"{p.relative_to(tree)} {10 + i // 3}\n" for i, p in enumerate(files)))
-    ds = ListDataset(lst, tree, image_size=40)
+    ds = ListDataset(lst, tree, input_size=40)
     assert len(ds) == 12 and ds.num_classes == 4 and ds.labels.tolist()[:4] == [0, 0, 0, 1]
     lst.write_text("just_a_path.png\n")
     with pytest.raises(DataError, match=r"train.txt:1: expected 'path label'"):
@@ -171,7 +171,7 @@ def test_lowres_augmentation_with_a_fixed_size():
 
 def test_random_similarity_stays_within_its_bounds():
     rng = np.random.default_rng(0)
-    centre = np.array([31.5, 31.5, 1.0])
+    center = np.array([31.5, 31.5, 1.0])
     for _ in range(200):
         m = random_similarity(64, shift=0.05, rotate=10, scale=0.1, rng=rng)
         s = np.sqrt(np.linalg.det(m[:, :2]))
@@ -179,12 +179,12 @@ def test_random_similarity_stays_within_its_bounds():
         assert np.allclose(m[:, :2] @ m[:, :2].T, s * s * np.eye(2))  # a rotation times a scale
         angle = np.degrees(np.arctan2(m[1, 0], m[0, 0]))
         assert abs(angle) <= 10 + 1e-9
-        assert np.all(np.abs(m @ centre - centre[:2]) <= 0.05 * 64 + 1e-9)  # the centre moves by the shift only
+        assert np.all(np.abs(m @ center - center[:2]) <= 0.05 * 64 + 1e-9)  # the center moves by the shift only
 
 
 def test_geometric_jitter_moves_a_dot_where_its_matrix_says():
     image = np.zeros((64, 64, 3), dtype=np.uint8)
-    image[20:23, 40:43] = 255  # a 3x3 dot centred at (x=41, y=21)
+    image[20:23, 40:43] = 255  # a 3x3 dot centered at (x=41, y=21)
     cfg = AugmentConfig(flip=False, shift=0.1, rotate=15, scale=0.1)
     for seed in range(5):
         out = jitter_geometry(image, cfg, np.random.default_rng(seed))

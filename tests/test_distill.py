@@ -120,8 +120,8 @@ def test_distillation_loss_module_projects_when_sizes_differ():
 def test_teacher_threshold_is_the_best_on_its_sampled_pairs():
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(40), 3)
-    centres = rng.normal(size=(40, 16))
-    x = centres[labels] + rng.normal(scale=0.8, size=(120, 16))
+    centers = rng.normal(size=(40, 16))
+    x = centers[labels] + rng.normal(scale=0.8, size=(120, 16))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     threshold = teacher_threshold(x, labels, pairs=2000, seed=1)
     left, right, same = sample_pairs(labels, 2000, 1)

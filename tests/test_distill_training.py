@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from facerec.cli import main
-from facerec.config import ModelConfig, load_config
+from facerec.config import BackboneConfig, load_config
 from facerec.distill.targets import load_targets
 from facerec.errors import ConfigError, DataError
 from facerec.models import build_backbone
@@ -32,7 +32,7 @@ def tree_and_teacher(tmp_path):
         for i in range(4):
             image = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
             Image.fromarray(image).save(folder / f"{i}.png")
-    cfg = ModelConfig("lowres_irse8", 12, {"widths": [8, 8, 8, 8], "se": False})
+    cfg = BackboneConfig("lowres_irse8", 12, options={"widths": [8, 8, 8, 8], "se": False})
     teacher = export_model(tmp_path / "teacher.pt", build_backbone(cfg.name, 12, 16, cfg.options), asdict(cfg), 16)
     targets = tmp_path / "targets.npz"
     args = ["distill-targets", str(tmp_path / "faces"), "--teacher", str(teacher), "--detector", "none"]
@@ -46,11 +46,11 @@ def student(tmp_path: Path, faces: Path, *extra: str):
         [
             "data.source=folder",
             f"data.root={faces}",
-            "data.image_size=16",
+            "backbone.input_size=16",
             "data.batch_size=8",
-            "model.name=lowres_irse8",
-            "model.embedding_size=8",
-            "model.options={widths: [4, 8, 8, 8]}",
+            "backbone.name=lowres_irse8",
+            "backbone.embedding_size=8",
+            "backbone.options={widths: [4, 8, 8, 8]}",
             "head.name=arcface",
             "head.weight=0.0",
             "optim.lr=0.2",
@@ -138,15 +138,15 @@ def test_targets_from_source_images_and_reused_rows(tmp_path, tree_and_teacher):
     assert all(np.allclose(from_crops[str(crops / Path(k).relative_to(faces.resolve()))], -first[k]) for k in first)
 
 
-def test_centred_targets_are_the_teacher_minus_its_mean(tmp_path, tree_and_teacher):
+def test_centered_targets_are_the_teacher_minus_its_mean(tmp_path, tree_and_teacher):
     faces, targets = tree_and_teacher
     raw = Trainer(student(tmp_path / "a", faces, f"distill.targets={targets}")).train_set.targets.double()
     trainer = Trainer(student(tmp_path / "b", faces, f"distill.targets={targets}", "distill.center=true"))
-    centred = trainer.train_set.targets.double()
+    centered = trainer.train_set.targets.double()
     expected = raw - raw.mean(0)
     expected = expected / expected.norm(dim=1, keepdim=True)
-    assert np.allclose(centred.numpy(), expected.numpy(), atol=1e-6)
-    assert np.allclose(centred.norm(dim=1).numpy(), 1.0, atol=1e-6)
+    assert np.allclose(centered.numpy(), expected.numpy(), atol=1e-6)
+    assert np.allclose(centered.norm(dim=1).numpy(), 1.0, atol=1e-6)
 
 
 def test_teacher_on_the_fly_matches_precomputed_targets_and_distils(tmp_path, tree_and_teacher):

@@ -18,14 +18,14 @@ from test_training import losses
 
 ARGS = [
     "data.source=synthetic",
-    "data.image_size=16",
+    "backbone.input_size=16",
     "data.synthetic.identities=20",
     "data.synthetic.images_per_identity=4",
     "data.val_identities=4",
     "data.batch_size=8",
-    "model.name=lowres_irse8",
-    "model.embedding_size=16",
-    "model.options={widths: [4, 8, 8, 8]}",
+    "backbone.name=lowres_irse8",
+    "backbone.embedding_size=16",
+    "backbone.options={widths: [4, 8, 8, 8]}",
     "head.name=partial_fc",
     "head.options={sample_rate: 0.5, scale: 16, m2: 0.3}",
     "train.epochs=2",

@@ -88,9 +88,9 @@ def test_published_roc_reader_detects_column_order(tmp_path):
 
 def clustered(ids: int, per: int, noise: float, seed: int = 0):
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(ids, 32))
+    centers = rng.normal(size=(ids, 32))
     labels = np.repeat(np.arange(ids), per)
-    emb = centres[labels] + rng.normal(size=(ids * per, 32)) * noise
+    emb = centers[labels] + rng.normal(size=(ids * per, 32)) * noise
     return emb / np.linalg.norm(emb, axis=1, keepdims=True), labels
 
 

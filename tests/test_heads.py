@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from facerec.heads import build_loss
+from facerec.heads import build_head
 from facerec.heads.margin import combined_margin
 
 B, D, C = 6, 8, 5
@@ -75,7 +75,7 @@ def random_problem(seed: int, near_pi: bool = False):
     x = rng.normal(size=(B, D)) * 3
     w = rng.normal(size=(C, D))
     y = rng.integers(0, C, size=B)
-    if near_pi:  # embeddings almost opposite their class centre: theta close to pi
+    if near_pi:  # embeddings almost opposite their class center: theta close to pi
         for i in range(B):
             x[i] = -w[y[i]] * 2 + rng.normal(size=D) * 0.02
     return x, w, y
@@ -115,7 +115,7 @@ MARGINS = {
 def test_angular_margin_heads_match_reference(name, near_pi):
     options, (m1, m2, m3) = MARGINS[name]
     x, w, y = random_problem(1, near_pi)
-    head = build_loss(name, D, C, options)
+    head = build_head(name, D, C, options)
 
     def ref(xa, wa):
         return ref_margin_loss(xa, wa, y, options["scale"], lambda c, i: a_softmax_psi(clipped_acos(c), m1, m2, m3))
@@ -133,7 +133,7 @@ def test_near_pi_inputs_really_reach_the_extension():
 
 def test_sphereface_annealing_matches_reference():
     x, w, y = random_problem(2)
-    head = build_loss("sphereface", D, C, {"scale": 16.0, "lambda_base": 1000.0, "lambda_min": 5.0})
+    head = build_head("sphereface", D, C, {"scale": 16.0, "lambda_base": 1000.0, "lambda_min": 5.0})
     head.step.fill_(100)
     lam = max(5.0, 1000.0 / (1 + 0.12 * 100))
 
@@ -152,7 +152,7 @@ def test_sphereface_annealing_matches_reference():
 
 def test_softmax_head_matches_reference():
     x, w, y = random_problem(3)
-    head = build_loss("softmax", D, C).double()
+    head = build_head("softmax", D, C).double()
     with torch.no_grad():
         head.bias.copy_(torch.linspace(-0.5, 0.5, C))
     bias = head.bias.detach().numpy().copy()
@@ -169,7 +169,7 @@ def test_softmax_head_matches_reference():
 
 def test_adaface_matches_reference():
     x, w, y = random_problem(4)
-    head = build_loss("adaface", D, C, {"scale": 16.0, "margin": 0.4, "h": 0.333})
+    head = build_head("adaface", D, C, {"scale": 16.0, "margin": 0.4, "h": 0.333})
     norms = np.linalg.norm(x, axis=1)
     mean = 0.99 * 20.0 + 0.01 * norms.mean()
     std = 0.99 * 100.0 + 0.01 * norms.std(ddof=1)
@@ -185,8 +185,8 @@ def test_adaface_matches_reference():
 
 def test_magface_matches_reference():
     x, w, y = random_problem(5)
-    x = x * 8  # norms inside [l_a, u_a] so the margin and regulariser depend on them
-    head = build_loss("magface", D, C, {"scale": 16.0})
+    x = x * 8  # norms inside [l_a, u_a] so the margin and regularizer depend on them
+    head = build_head("magface", D, C, {"scale": 16.0})
 
     def ref(xa, wa):
         a = np.clip(np.linalg.norm(xa, axis=1), 10, 110)
@@ -203,7 +203,7 @@ def test_magface_matches_reference():
 
 def test_curricularface_matches_reference():
     x, w, y = random_problem(6)
-    head = build_loss("curricularface", D, C, {"scale": 16.0, "margin": 0.5})
+    head = build_head("curricularface", D, C, {"scale": 16.0, "margin": 0.5})
     head.t.fill_(0.3)
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     wn = w / np.linalg.norm(w, axis=1, keepdims=True)
@@ -253,14 +253,14 @@ def test_arcface_margin_gradient_flows_through_the_margin():
 def test_float32_agrees_with_float64():
     x, w, y = random_problem(7)
     for name, (options, _) in MARGINS.items():
-        l64, gx64, _ = run_head(build_loss(name, D, C, options), x, w, y, torch.float64)
-        l32, gx32, _ = run_head(build_loss(name, D, C, options), x, w, y, torch.float32)
+        l64, gx64, _ = run_head(build_head(name, D, C, options), x, w, y, torch.float64)
+        l32, gx32, _ = run_head(build_head(name, D, C, options), x, w, y, torch.float32)
         assert l32 == pytest.approx(l64, rel=1e-5)
         np.testing.assert_allclose(gx32, gx64, rtol=1e-3, atol=1e-5)
 
 
 def test_gradcheck_arcface():
-    head = build_loss("arcface", D, C, {"scale": 8.0}).double()
+    head = build_head("arcface", D, C, {"scale": 8.0}).double()
     x = torch.randn(B, D, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, C, (B,))
     assert torch.autograd.gradcheck(lambda e: head(e, y), (x,))
@@ -270,6 +270,6 @@ def test_unknown_option_is_reported_with_suggestion():
     from facerec.errors import ConfigError
 
     with pytest.raises(ConfigError, match="Did you mean 'margin'"):
-        build_loss("arcface", D, C, {"margn": 0.5})
-    with pytest.raises(ConfigError, match="unknown head/loss 'arcfce'"):
-        build_loss("arcfce", D, C)
+        build_head("arcface", D, C, {"margn": 0.5})
+    with pytest.raises(ConfigError, match="unknown head 'arcfce'"):
+        build_head("arcfce", D, C)

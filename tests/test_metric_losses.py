@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from facerec.heads import build_loss
+from facerec.heads import build_head
 from test_heads import finite_diff
 
 MARGIN = 0.4
@@ -91,7 +91,7 @@ def pk_batch(seed: int):
 def test_metric_losses_match_brute_force(case):
     options, ref = CASES[case]
     name = "contrastive" if case == "contrastive" else "triplet"
-    loss_fn = build_loss(name, 5, 3, options)
+    loss_fn = build_head(name, 5, 3, options)
     x, y = pk_batch(0)
     xt = torch.tensor(x, requires_grad=True)
     loss = loss_fn(xt, torch.tensor(y))
@@ -108,12 +108,12 @@ def test_semi_hard_uses_farthest_negative_when_none_is_farther():
     # anchor 0's positive is farther than every negative: fallback to the farthest negative
     x = np.array([[1.0, 0.0], [-1.0, 0.05], [0.9, 0.4], [0.8, -0.6]])
     y = np.array([0, 0, 1, 1])
-    loss = build_loss("triplet", 2, 2, {"mining": "semi_hard", "margin": MARGIN})
+    loss = build_head("triplet", 2, 2, {"mining": "semi_hard", "margin": MARGIN})
     assert float(loss(torch.tensor(x), torch.tensor(y))) == pytest.approx(ref_semi_hard(x, y))
 
 
 def test_center_loss_matches_reference():
-    loss_fn = build_loss("center", 5, 3).double()
+    loss_fn = build_head("center", 5, 3).double()
     x, y = pk_batch(1)
     centers = loss_fn.centers.detach().numpy().copy()
     xt = torch.tensor(x, requires_grad=True)
@@ -127,13 +127,13 @@ def test_center_loss_matches_reference():
 
 
 def test_pair_losses_explain_a_batch_without_positives():
-    loss = build_loss("triplet", 4, 4)
+    loss = build_head("triplet", 4, 4)
     with pytest.raises(ValueError, match="pk"):
         loss(torch.randn(4, 4), torch.arange(4))
 
 
 def test_zero_distance_pairs_have_finite_gradient():
     x = torch.ones(4, 3, dtype=torch.float64, requires_grad=True)
-    loss = build_loss("contrastive", 3, 2)(x, torch.tensor([0, 0, 1, 1]))
+    loss = build_head("contrastive", 3, 2)(x, torch.tensor([0, 0, 1, 1]))
     loss.backward()
     assert torch.isfinite(x.grad).all()

@@ -22,7 +22,7 @@ def test_plan_pairs_two_different_people_with_weights_in_range():
     plan = plan_morphs(labels, 4000, seed=1, weights=(0.3, 0.6))
     assert (labels[plan.first] != labels[plan.second]).all()
     assert plan.weight.min() >= 0.3 and plan.weight.max() <= 0.6
-    # identities, not images, are drawn uniformly: the big one is not favoured
+    # identities, not images, are drawn uniformly: the big one is not favored
     share = np.mean(labels[plan.first] == 2)
     assert abs(share - 0.2) < 0.03
     again = plan_morphs(labels, 4000, seed=1, weights=(0.3, 0.6))
@@ -79,9 +79,9 @@ def test_joined_dataset_offsets_labels_and_finds_each_image(tree, tmp_path):
 
 def test_extra_roots_join_training_but_never_the_held_out_identities(tree, tmp_path):
     extra = write_morphs(tree, tmp_path / "m", 7, progress=False)
-    overrides = ["data.source=folder", f"data.root={tree}", "data.image_size=32", "data.val_identities=2"]
-    base_train, base_val = build_datasets(load_config(None, overrides).data, seed=0)
-    train, val = build_datasets(load_config(None, [*overrides, f"data.extra_roots=[{extra}]"]).data, seed=0)
+    overrides = ["data.source=folder", f"data.root={tree}", "backbone.input_size=32", "data.val_identities=2"]
+    base_train, base_val = build_datasets(load_config(None, overrides).data, 32, seed=0)
+    train, val = build_datasets(load_config(None, [*overrides, f"data.extra_roots=[{extra}]"]).data, 32, seed=0)
     assert len(train) == len(base_train) + 7 and train.num_classes == base_train.num_classes + 7
     # the same held-out people as without the extra tree, and no morph among them
     assert [val.describe(i) for i in range(len(val))] == [base_val.describe(i) for i in range(len(base_val))]

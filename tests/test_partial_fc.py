@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from facerec.distributed import all_reduce_sum_hook, shard_range
-from facerec.heads import build_loss
+from facerec.heads import build_head
 from facerec.heads.lazy_sgd import StepHistory, transition
 from facerec.heads.margin import CombinedMarginHead
 from facerec.heads.partial_fc import ScaledCosines
@@ -24,19 +24,19 @@ def problem():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(BATCH, 16, generator=g, dtype=torch.float64)
     y = torch.randint(0, CLASSES, (BATCH,), generator=g)
-    centres = torch.randn(CLASSES, EMB, generator=g, dtype=torch.float64)
+    centers = torch.randn(CLASSES, EMB, generator=g, dtype=torch.float64)
     net = nn.Sequential(nn.Linear(16, 32), nn.PReLU(), nn.Linear(32, EMB)).double()
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.3)
-    return x, y, centres, net
+    return x, y, centers, net
 
 
 def reference():
-    x, y, centres, net = problem()
+    x, y, centers, net = problem()
     head = CombinedMarginHead(EMB, CLASSES, **MARGINS).double()
     with torch.no_grad():
-        head.weight.copy_(centres)
+        head.weight.copy_(centers)
     loss = head(net(x), y)
     loss.backward()
     return float(loss.detach()), [p.grad.clone() for p in net.parameters()], head.weight.grad.clone()
@@ -45,13 +45,13 @@ def reference():
 def worker(rank: int, world: int, init: str, out: str, update: str) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        x, y, centres, net = problem()
+        x, y, centers, net = problem()
         ddp = nn.parallel.DistributedDataParallel(net)
         ddp.register_comm_hook(None, all_reduce_sum_hook)
-        head = build_loss("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0, "update": update}).double()
+        head = build_head("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0, "update": update}).double()
         start, end = shard_range(CLASSES, rank, world)
         with torch.no_grad():
-            head.weight.copy_(centres[start:end])
+            head.weight.copy_(centers[start:end])
         per = BATCH // world
         loss = head(ddp(x[rank * per : (rank + 1) * per]), y[rank * per : (rank + 1) * per])
         loss.backward()
@@ -60,7 +60,7 @@ def worker(rank: int, world: int, init: str, out: str, update: str) -> None:
             {
                 "loss": float(loss.detach()),
                 "backbone": [p.grad for p in net.parameters()],
-                "centres": grad,
+                "centers": grad,
                 "range": (start, end),
             },
             f"{out}/rank{rank}.pt",
@@ -75,21 +75,21 @@ def worker(rank: int, world: int, init: str, out: str, update: str) -> None:
 def test_two_gloo_ranks_equal_single_process_full_softmax(tmp_path, update):
     world = 2
     mp.spawn(worker, args=(world, f"file://{tmp_path}/rendezvous", str(tmp_path), update), nprocs=world)
-    loss, backbone, centres = reference()
+    loss, backbone, centers = reference()
     for rank in range(world):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         assert got["loss"] == pytest.approx(loss, abs=1e-9)
         for a, b in zip(got["backbone"], backbone, strict=True):
             torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
         start, end = got["range"]
-        torch.testing.assert_close(got["centres"], centres[start:end], atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(got["centers"], centers[start:end], atol=1e-9, rtol=1e-7)
 
 
 def test_single_process_rate_one_equals_full_softmax():
-    x, y, centres, net = problem()
-    head = build_loss("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0}).double()
+    x, y, centers, net = problem()
+    head = build_head("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0}).double()
     with torch.no_grad():
-        head.weight.copy_(centres)
+        head.weight.copy_(centers)
     loss = head(net(x), y)
     ref_loss, _, ref_grad = reference()
     loss.backward()
@@ -98,7 +98,7 @@ def test_single_process_rate_one_equals_full_softmax():
 
 
 def test_every_positive_is_sampled():
-    head = build_loss("partial_fc", EMB, 1000, {"sample_rate": 0.05})
+    head = build_head("partial_fc", EMB, 1000, {"sample_rate": 0.05})
     g = torch.Generator().manual_seed(1)
     for _ in range(50):
         labels = torch.randint(0, 1000, (int(torch.randint(1, 120, (1,), generator=g)),), generator=g)
@@ -110,12 +110,12 @@ def test_every_positive_is_sampled():
 
 
 def test_sparse_step_is_sgd_at_rate_one_and_leaves_unsampled_rows_alone():
-    x, y, centres, net = problem()
-    sparse = build_loss("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0}).double()
-    dense = build_loss("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0, "update": "dense"}).double()
+    x, y, centers, net = problem()
+    sparse = build_head("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0}).double()
+    dense = build_head("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0, "update": "dense"}).double()
     with torch.no_grad():
-        sparse.weight.copy_(centres)
-        dense.weight.copy_(centres)
+        sparse.weight.copy_(centers)
+        dense.weight.copy_(centers)
     opt = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     emb = net(x).detach()
     for _ in range(3):
@@ -126,7 +126,7 @@ def test_sparse_step_is_sgd_at_rate_one_and_leaves_unsampled_rows_alone():
         opt.step()
     torch.testing.assert_close(sparse.weight, dense.weight.detach())
 
-    partial = build_loss("partial_fc", EMB, 500, {"sample_rate": 0.1}).double()
+    partial = build_head("partial_fc", EMB, 500, {"sample_rate": 0.1}).double()
     before = partial.weight.clone()
     partial(emb, y).backward()
     index = partial._sampled[0]
@@ -139,10 +139,10 @@ def test_sparse_step_is_sgd_at_rate_one_and_leaves_unsampled_rows_alone():
 
 
 def test_sampling_state_resumes():
-    a = build_loss("partial_fc", EMB, 300, {"sample_rate": 0.1, "seed": 3})
+    a = build_head("partial_fc", EMB, 300, {"sample_rate": 0.1, "seed": 3})
     labels = torch.arange(0, 300, 30)
     a.sample(labels)
-    b = build_loss("partial_fc", EMB, 300, {"sample_rate": 0.1, "seed": 9})
+    b = build_head("partial_fc", EMB, 300, {"sample_rate": 0.1, "seed": 9})
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.sample(labels)[0], b.sample(labels)[0])
 
@@ -179,8 +179,8 @@ def test_sparse_update_with_catch_up_equals_dense_sgd_over_every_row(nesterov):
     x, y, _, net = problem()
     emb = net(x).detach()
     config = {**MARGINS, "sample_rate": 0.05, "seed": 5}
-    sparse = build_loss("partial_fc", EMB, 400, config).double()
-    dense = build_loss("partial_fc", EMB, 400, {**config, "update": "dense"}).double()
+    sparse = build_head("partial_fc", EMB, 400, config).double()
+    dense = build_head("partial_fc", EMB, 400, {**config, "update": "dense"}).double()
     opt = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9, weight_decay=0.05, nesterov=nesterov)
     for step in range(60):
         lr = 0.2 * (1 + math.cos(math.pi * step / 60)) / 2  # a schedule: every step's map differs
@@ -216,11 +216,11 @@ def test_lazy_rows_resume_bit_identically():
             losses.append(float(loss.detach()))
         return losses
 
-    straight = build_loss("partial_fc", EMB, 300, config).double()
+    straight = build_head("partial_fc", EMB, 300, config).double()
     want = run(straight, range(30))
-    first = build_loss("partial_fc", EMB, 300, config).double()
+    first = build_head("partial_fc", EMB, 300, config).double()
     got = run(first, range(17))
-    second = build_loss("partial_fc", EMB, 300, config).double()
+    second = build_head("partial_fc", EMB, 300, config).double()
     second.load_state_dict(first.state_dict())
     got += run(second, range(17, 30))
     assert got == want

@@ -60,7 +60,7 @@ def hand_built_insightface_file(tmp_path):
 
 def test_reads_a_hand_built_insightface_file(tmp_path):
     images = hand_built_insightface_file(tmp_path)
-    ds = RecordIODataset(tmp_path, image_size=24)
+    ds = RecordIODataset(tmp_path, input_size=24)
     assert len(ds) == 4 and ds.labels.tolist() == [0, 0, 1, 1]
     for i, img in enumerate(images):
         assert np.array_equal(ds.load(i), img)

@@ -47,9 +47,9 @@ def test_pairs_are_balanced_and_correct():
 
 def test_verify_embeddings_on_clustered_points():
     rng = np.random.default_rng(0)
-    centres = rng.normal(size=(20, 16))
+    centers = rng.normal(size=(20, 16))
     labels = np.repeat(np.arange(20), 5)
-    emb = centres[labels] + rng.normal(size=(100, 16)) * 0.1
+    emb = centers[labels] + rng.normal(size=(100, 16)) * 0.1
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     assert verify_embeddings(emb, labels, 1000).accuracy > 0.99
 

@@ -106,7 +106,7 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("embed", "compute L2-normalised embeddings of images with a trained model")
+@command("embed", "compute L2-normalized embeddings of images with a trained model")
 def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="image files, or one identity-folder tree")
     p.add_argument("--model", required=True, help="model.pt or a training checkpoint")
@@ -119,7 +119,7 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
 # ---- eval --------------------------------------------------------------------------------
 def build_aligner(detector: str, embedder: Any, several: str = "central") -> Any:
     """None for pre-aligned input; dlib's own pipeline; or a detector + our alignment. Every
-    image gets a crop (no face: centred fallback), since every pair must be scored."""
+    image gets a crop (no face: centered fallback), since every pair must be scored."""
     from facerec.align.pipeline import DETECTORS, Aligner, AlignPolicy
 
     if detector == "none":
@@ -364,7 +364,7 @@ def _align_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default="mtcnn", help="mtcnn or dlib")
     p.add_argument("--template", default="arcface_112", help="arcface_112 or arcface_112x96")
     p.add_argument("--several", default="central", help="several faces: central, largest or best")
-    p.add_argument("--missing", default="skip", help="no face: skip (logged) or center (centre crop)")
+    p.add_argument("--missing", default="skip", help="no face: skip (logged) or center (center crop)")
     p.add_argument("--workers", type=int, default=2)
 
 
@@ -386,7 +386,7 @@ def analysis_source(args: argparse.Namespace) -> Any:
 
 
 def add_analysis_arguments(p: argparse.ArgumentParser, images: bool = True, model: bool = True) -> None:
-    p.add_argument("--lfw", help="LFW root (images/ and meta/): the View 2 pair images are analysed")
+    p.add_argument("--lfw", help="LFW root (images/ and meta/): the View 2 pair images are analyzed")
     if images:
         p.add_argument("--images", help="or an identity-folder tree root/<identity>/<image>")
         p.add_argument("--folds", type=int, nargs="+", help="LFW View 2 folds to use (0-based; default all)")
@@ -548,7 +548,7 @@ def _analyze_embeddings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="pca", choices=["pca", "tsne"])
     p.add_argument("--dims", type=int, default=2, choices=[2, 3])
     p.add_argument("--top", type=int, default=12, help="the identities with the most images")
-    p.add_argument("--groups", help="colour by group instead: gender, race or a CSV")
+    p.add_argument("--groups", help="color by group instead: gender, race or a CSV")
     add_analysis_arguments(p)
 
 
@@ -674,11 +674,11 @@ def _configs_args(p: argparse.ArgumentParser) -> None:
 
 def run_components(args: argparse.Namespace) -> int:
     from facerec.data import SOURCES
-    from facerec.heads import LOSSES
+    from facerec.heads import HEADS
     from facerec.models import BACKBONES
     from facerec.train.optim import OPTIMIZERS, SCHEDULES
 
-    for registry in (BACKBONES, LOSSES, OPTIMIZERS, SCHEDULES, SOURCES):
+    for registry in (BACKBONES, HEADS, OPTIMIZERS, SCHEDULES, SOURCES):
         print(f"{registry.kind}: {', '.join(registry.names())}")
     return 0
 

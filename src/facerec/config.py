@@ -38,7 +38,7 @@ class AugmentConfig:
     lowres_min_size: int = 16  # degraded faces get a random size in [min, max] pixels, then scaled back
     lowres_max_size: int = 0  # 0: the image size
     color_jitter: float = 0.0
-    # a random similarity about the crop centre: alignment noise the detector's landmarks make
+    # a random similarity about the crop center: alignment noise the detector's landmarks make
     shift: float = 0.0  # largest translation, as a fraction of the crop size
     rotate: float = 0.0  # largest rotation, degrees
     scale: float = 0.0  # largest relative change of scale
@@ -52,7 +52,6 @@ class DataConfig:
     # identity-folder trees added to the training images only, after the held-out identities
     # are chosen (e.g. `facerec morphs` for distillation); their identities follow root's
     extra_roots: list[str] = field(default_factory=list)
-    image_size: int = 112
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     val_identities: int = 0  # identities held out (by identity) for verification
@@ -64,14 +63,18 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class BackboneConfig:
     name: str = "iresnet50"
     embedding_size: int = 512
+    input_size: int = 112  # side of the square aligned crop the network takes (and the data is resized to)
     options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class LossConfig:
+class HeadConfig:
+    """A head: what turns embeddings (and identity labels) into a training loss, e.g. a margin
+    classifier, Partial FC, a triplet or center loss (registry `facerec.heads.HEADS`)."""
+
     name: str = "arcface"
     weight: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
@@ -132,7 +135,7 @@ class DistillConfig:
     teacher: str | None = None
     terms: dict[str, float] = field(default_factory=lambda: {"cosine": 1.0})  # term -> weight
     flip: bool = True  # use the teacher's flip-augmented embeddings
-    # subtract the teacher's mean embedding over the training images and renormalise: spreads
+    # subtract the teacher's mean embedding over the training images and renormalize: spreads
     # targets that sit in a narrow cone (the dlib model's) over the sphere for the student
     center: bool = False
     # the teacher's verification threshold (the 'evaluation' term); None: measured on the targets
@@ -143,9 +146,9 @@ class DistillConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    head: LossConfig = field(default_factory=LossConfig)
-    aux_losses: list[LossConfig] = field(default_factory=list)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    aux_heads: list[HeadConfig] = field(default_factory=list)  # more heads, weighted, beside `head`
     distill: DistillConfig = field(default_factory=DistillConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -166,8 +169,27 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def from_dict(data: dict[str, Any]) -> Config:
-    return _build(Config, data, "")
+# Keys renamed since configs were first written: stored configs (checkpoints, model files) are
+# read through them; a user's file with an old key gets an error that names the new one.
+RENAMED = {"model": "backbone", "aux_losses": "aux_heads", "data.image_size": "backbone.input_size"}
+
+
+def from_dict(data: dict[str, Any], stored: bool = False) -> Config:
+    """The typed config of a plain dict; `stored`: a config saved by an older version, whose
+    renamed keys are carried over instead of refused."""
+    return _build(Config, upgrade_stored(data) if stored else data, "")
+
+
+def upgrade_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a saved config dict with the keys of RENAMED moved to their new names."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    if "model" in data:
+        data["backbone"] = {**data.pop("model"), **data.get("backbone", {})}
+    if "aux_losses" in data:
+        data["aux_heads"] = data.pop("aux_losses")
+    if isinstance(data.get("data"), dict) and "image_size" in data["data"]:
+        data.setdefault("backbone", {})["input_size"] = data["data"].pop("image_size")
+    return data
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -178,6 +200,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
+        if key not in names and path in RENAMED:
+            raise ConfigError(f"config key '{path}' is now '{RENAMED[path]}': rename it in your config")
         if key not in names:
             raise ConfigError(
                 f"unknown config key '{path}'. Valid keys here: {', '.join(names)}." + suggest(key, names)

@@ -40,7 +40,7 @@ def shape_predictor(points: int) -> Any:
 
 
 def five_points_from_68(parts: np.ndarray) -> np.ndarray:
-    """Eye centres, nose tip and mouth corners from the 68-point (iBUG) layout."""
+    """Eye centers, nose tip and mouth corners from the 68-point (iBUG) layout."""
     return np.stack([parts[36:42].mean(0), parts[42:48].mean(0), parts[30], parts[48], parts[54]])
 
 
@@ -74,7 +74,7 @@ class DlibHOG:
 class DlibNativeAligner:
     """dlib's own pipeline, as face_recognition runs it: HOG detection, the 5-point predictor
     and `get_face_chip(size=150, padding=0.25)`. With no detection, the shape is predicted in
-    a centred box covering `center_fraction` of the shorter side (so every image is scored)."""
+    a centered box covering `center_fraction` of the shorter side (so every image is scored)."""
 
     def __init__(self, upsample: int = 1, center_fraction: float = 0.45) -> None:
         self.dlib = dlib_module()

@@ -104,7 +104,7 @@ def load_net(net: nn.Module, name: str) -> nn.Module:
 
 
 def square(boxes: torch.Tensor) -> torch.Tensor:
-    """Grow each (x1, y1, x2, y2) box to the square around its centre."""
+    """Grow each (x1, y1, x2, y2) box to the square around its center."""
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     side = torch.maximum(w, h)
     x1 = boxes[:, 0] + (w - side) / 2

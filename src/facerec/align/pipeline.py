@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from facerec.align.transform import TEMPLATES, umeyama, warp_affine
+from facerec.core.geometry import TEMPLATES, umeyama, warp_affine
 from facerec.align.types import Face
 from facerec.data.datasets import IMAGE_EXTENSIONS, decode_image
 from facerec.errors import DataError, FacerecError
@@ -44,7 +44,7 @@ class NoFaceError(FacerecError):
 @dataclass
 class AlignPolicy:
     several: str = "central"  # several faces: central | largest | best (score)
-    missing: str = "skip"  # no face: skip (error) | center (assume a centred face)
+    missing: str = "skip"  # no face: skip (error) | center (assume a centered face)
     center_fraction: float = 0.56  # with missing=center: crop side / shorter image side
 
     def __post_init__(self) -> None:
@@ -59,12 +59,12 @@ def choose_face(faces: list[Face], shape: tuple[int, ...], rule: str) -> Face:
         return max(faces, key=lambda f: f.area)
     if rule == "best":
         return max(faces, key=lambda f: f.score)
-    centre = np.array([shape[1] / 2, shape[0] / 2])
-    # central: nearest to the image centre, ties (and near ties) to the larger face
-    return min(faces, key=lambda f: np.linalg.norm(f.centre - centre) - 0.1 * np.sqrt(f.area))
+    center = np.array([shape[1] / 2, shape[0] / 2])
+    # central: nearest to the image center, ties (and near ties) to the larger face
+    return min(faces, key=lambda f: np.linalg.norm(f.center - center) - 0.1 * np.sqrt(f.area))
 
 
-def centred_landmarks(
+def centered_landmarks(
     shape: tuple[int, ...], template: np.ndarray, size: tuple[int, int], fraction: float
 ) -> np.ndarray:
     """Where the template's landmarks fall if the crop is the central square of the image."""
@@ -106,7 +106,7 @@ class Aligner:
             face = choose_face(faces, image.shape, self.policy.several)
             return Aligned(warp_affine(image, umeyama(face.landmarks, self.template), self.size), face, len(faces))
         if self.policy.missing == "center":
-            marks = centred_landmarks(image.shape, self.template, self.size, self.policy.center_fraction)
+            marks = centered_landmarks(image.shape, self.template, self.size, self.policy.center_fraction)
             return Aligned(warp_affine(image, umeyama(marks, self.template), self.size), None, 0)
         raise NoFaceError("no face detected")
 

@@ -4,7 +4,7 @@ Following "Quantifying the extent to which race and gender features determine id
 commercial face recognition algorithms" (Howard et al.) as reviewed in the seeds:
 
 - a subject-by-subject similarity matrix ordered by group, with the non-mated (off-diagonal)
-  scores normalised to mean 0 and std 1, whose block-diagonal structure shows scores being
+  scores normalized to mean 0 and std 1, whose block-diagonal structure shows scores being
   higher within a group than across groups;
 - PCA of that matrix (each subject is the row of its scores against all subjects) and, per
   principal component k, the clustering index. The seed defines
@@ -117,7 +117,7 @@ def subject_similarity(emb: np.ndarray, identities: np.ndarray, groups: dict[str
     return SubjectMatrix(scores, np.array(names), np.array([groups[str(n)] for n in names]))
 
 
-def normalise_nonmated(scores: np.ndarray) -> np.ndarray:
+def normalize_nonmated(scores: np.ndarray) -> np.ndarray:
     """Scores shifted and scaled so that the off-diagonal (non-mated) ones have mean 0, std 1."""
     off = ~np.eye(len(scores), dtype=bool)
     mu, sd = scores[off].mean(), scores[off].std()
@@ -127,8 +127,8 @@ def normalise_nonmated(scores: np.ndarray) -> np.ndarray:
 def principal_components(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates of each row on the first k principal components, and the share of variance
     each explains."""
-    centred = matrix - matrix.mean(0)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    centered = matrix - matrix.mean(0)
+    u, s, _ = np.linalg.svd(centered, full_matrices=False)
     k = min(k, len(s))
     return u[:, :k] * s[:k], (s[:k] ** 2) / (s**2).sum()
 
@@ -270,7 +270,7 @@ def group_rates(
 # ---- the whole analysis ------------------------------------------------------------------------
 
 
-def analyse(
+def analyze(
     emb: np.ndarray,
     identities: np.ndarray,
     groups: np.ndarray,
@@ -292,8 +292,8 @@ def analyse(
     emb, identities, groups = emb[labelled].astype(np.float64), identities[labelled], groups[labelled]
     by_subject = subject_groups(identities, groups)
     matrix = subject_similarity(emb, identities, by_subject)
-    normalised = normalise_nonmated(matrix.scores)
-    coords, explained = principal_components(normalised, components)
+    normalized = normalize_nonmated(matrix.scores)
+    coords, explained = principal_components(normalized, components)
     index, within = clustering_index(coords, matrix.groups)
     codes = np.unique(identities, return_inverse=True)[1]
     threshold = impostor_threshold(emb, codes, target_fmr)
@@ -310,23 +310,23 @@ def analyse(
             "within_fraction": within.tolist(),
             "explained_variance": explained.tolist(),
         },
-        "block_means": block_means(normalised, matrix.groups),
+        "block_means": block_means(normalized, matrix.groups),
         **rates,
     }
-    plot_matrix(normalised, matrix.groups, out / "similarity_matrix.png", title)
+    plot_matrix(normalized, matrix.groups, out / "similarity_matrix.png", title)
     plot_cross_fmr(rates, out / "cross_group_fmr.png", title)
     plot_components(coords, matrix.groups, index, explained, out / "pca.png", title)
     write_json(out / "report.json", report)
     return report
 
 
-def block_means(normalised: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, float]]:
-    """Mean normalised non-mated score between each pair of groups."""
+def block_means(normalized: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, float]]:
+    """Mean normalized non-mated score between each pair of groups."""
     off = ~np.eye(len(groups), dtype=bool)
     names = list(dict.fromkeys(groups.tolist()))
     return {
         a: {
-            b: float(normalised[np.ix_(groups == a, groups == b)][off[np.ix_(groups == a, groups == b)]].mean())
+            b: float(normalized[np.ix_(groups == a, groups == b)][off[np.ix_(groups == a, groups == b)]].mean())
             for b in names
         }
         for a in names
@@ -340,13 +340,13 @@ def pooled(matrix: np.ndarray, step: int) -> np.ndarray:
     return np.add.reduceat(rows, edges, axis=1) / np.diff(np.r_[edges, len(matrix)])[None, :]
 
 
-def plot_matrix(normalised: np.ndarray, groups: np.ndarray, path: Path, title: str, pixels: int = 150) -> None:
+def plot_matrix(normalized: np.ndarray, groups: np.ndarray, path: Path, title: str, pixels: int = 150) -> None:
     """Heatmap of the matrix, averaged over blocks of subjects when there are more than `pixels`."""
     from facerec.eval.report import pyplot
 
     plt = pyplot()
     step = max(1, int(np.ceil(len(groups) / pixels)))
-    shown = pooled(normalised, step)
+    shown = pooled(normalized, step)
     fig, ax = plt.subplots(figsize=(5, 4.5))
     limit = np.quantile(np.abs(shown), 0.99)
     im = ax.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
@@ -355,10 +355,10 @@ def plot_matrix(normalised: np.ndarray, groups: np.ndarray, path: Path, title: s
         ax.axhline(e, color="k", lw=0.6)
         ax.axvline(e, color="k", lw=0.6)
     starts, ends = np.r_[0, edges], np.r_[edges, len(groups)]
-    centres = (starts + ends) / 2 / step - 0.5
-    ax.set_xticks(centres, [groups[s] for s in starts], rotation=45, fontsize=7, ha="right")
-    ax.set_yticks(centres, [groups[s] for s in starts], fontsize=7)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="non-mated-normalised score")
+    centers = (starts + ends) / 2 / step - 0.5
+    ax.set_xticks(centers, [groups[s] for s in starts], rotation=45, fontsize=7, ha="right")
+    ax.set_yticks(centers, [groups[s] for s in starts], fontsize=7)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="non-mated-normalized score")
     pooled_note = f", means of {step}x{step} blocks" if step > 1 else ""
     ax.set_title(f"{title} subject similarity ({len(groups)} subjects{pooled_note})".strip(), fontsize=8)
     fig.tight_layout()

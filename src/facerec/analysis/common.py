@@ -97,7 +97,7 @@ def embed(
     tag: str = "",
     reuse: dict[str, list[Path]] | None = None,
 ) -> np.ndarray:
-    """L2-normalised embeddings of `images` (flip: sum with the mirror image's), computed once
+    """L2-normalized embeddings of `images` (flip: sum with the mirror image's), computed once
     and kept in `cache_dir`; `reuse` maps a model to .npz files of its embeddings (e.g. from
     `facerec eval lfw`) to take them from when they hold every image. `tag` names a crop
     `transform` in the cache."""
@@ -146,7 +146,7 @@ def lfw_pairs_over(images: ImageSet, root: str | Path, folds: list[int] | None =
         left = np.array([index[Path(pairs.images[i])] for i in pairs.left])
         right = np.array([index[Path(pairs.images[i])] for i in pairs.right])
     except KeyError as missing:
-        raise DataError(f"pair image {missing} is not among the analysed images") from None
+        raise DataError(f"pair image {missing} is not among the analyzed images") from None
     return Pairs(left, right, pairs.same, pairs.fold)
 
 
@@ -166,5 +166,5 @@ def cosine_scores(a: np.ndarray, b: np.ndarray, pairs: Pairs) -> np.ndarray:
     return (a[pairs.left] * b[pairs.right]).sum(1)
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
+def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -1,7 +1,7 @@
 """Are two models' embedding spaces linearly equivalent? ("Common CNN-based face embedding spaces
 are (almost) equivalent", McNeely-White et al., as reviewed in the seeds.)
 
-Fit M minimising sum_j ||M a_j - b_j||^2 + lambda ||M||_F^2 (closed form, embedding sizes may
+Fit M minimizing sum_j ||M a_j - b_j||^2 + lambda ||M||_F^2 (closed form, embedding sizes may
 differ) from model A's embeddings to model B's, with training pairs either of the *same image*
 (a = f_A(x), b = f_B(x)) or of *the same identity* (a = f_A(x), b = f_B(y), y another image of
 x's identity, as in the paper). Then verify pairs where one side is mapped A -> B and compare
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from facerec.analysis.common import Pairs, cosine_scores, normalise
+from facerec.analysis.common import Pairs, cosine_scores, normalize
 from facerec.errors import DataError
 from facerec.eval.metrics import roc_curve, tar_at_far
 from facerec.eval.verification import kfold_accuracy
@@ -73,7 +73,7 @@ def draw_images(identities: np.ndarray, pool: np.ndarray, count: int, rng: np.ra
 
 
 def mean_cosine(mapped: np.ndarray, target: np.ndarray) -> float:
-    return float((normalise(mapped) * normalise(target)).sum(1).mean())
+    return float((normalize(mapped) * normalize(target)).sum(1).mean())
 
 
 @dataclass
@@ -98,7 +98,7 @@ def verification(scores: np.ndarray, pairs: Pairs, fars: tuple[float, ...] = (1e
 
 def mapped_scores(a: np.ndarray, b: np.ndarray, m: np.ndarray, pairs: Pairs) -> np.ndarray:
     """Left image in A's space mapped to B, right image in B's space."""
-    return cosine_scores(normalise(a @ m), b, pairs)
+    return cosine_scores(normalize(a @ m), b, pairs)
 
 
 def experiment(
@@ -226,10 +226,10 @@ def mapping_attack(
         probes.extend(idx[1:].tolist())
     gallery, probes = np.array(gallery), np.array(probes)
     truth = np.searchsorted(np.array(multi), identities[probes])
-    gallery_b = normalise(b[gallery])
+    gallery_b = normalize(b[gallery])
 
     def rank1(m: np.ndarray) -> float:
-        sims = normalise(a[probes] @ m) @ gallery_b.T
+        sims = normalize(a[probes] @ m) @ gallery_b.T
         return float((sims.argmax(1) == truth).mean())
 
     rows = []

@@ -1,7 +1,7 @@
 """Privacy leakage of embeddings: was this person in the model's training set?
 
 A baseline membership-inference attack that needs nothing but embeddings: a network pulls the
-images of its training identities together (the loss it minimised asks for exactly that), so a
+images of its training identities together (the loss it minimized asks for exactly that), so a
 member identity's images tend to sit closer to each other than a non-member's. The attack
 score of an identity is its intra-identity compactness, the mean cosine similarity over pairs
 of its images; the report gives the AUC of that score for members against non-members with a

@@ -1,4 +1,4 @@
-"""2-D and 3-D pictures of an embedding space: PCA or t-SNE, points coloured by identity or by
+"""2-D and 3-D pictures of an embedding space: PCA or t-SNE, points colored by identity or by
 group; embeddings that are 3-dimensional already are drawn on the unit sphere they live on."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ METHODS = ("pca", "tsne")
 
 def pca(emb: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates on the first `dims` principal axes and the variance share of each."""
-    centred = emb - emb.mean(0)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    centered = emb - emb.mean(0)
+    u, s, _ = np.linalg.svd(centered, full_matrices=False)
     return u[:, :dims] * s[:dims], (s[:dims] ** 2) / (s**2).sum()
 
 
@@ -45,7 +45,7 @@ def top_identities(identities: np.ndarray, count: int) -> np.ndarray:
 
 
 def plot(
-    emb: np.ndarray, colour: np.ndarray, path: Path, method: str = "pca", dims: int = 2, title: str = "", seed: int = 0
+    emb: np.ndarray, color: np.ndarray, path: Path, method: str = "pca", dims: int = 2, title: str = "", seed: int = 0
 ) -> dict[str, Any]:
     """Scatter of the projection (or the sphere itself for 3-d embeddings with dims = 3)."""
     from facerec.eval.report import pyplot
@@ -53,7 +53,7 @@ def plot(
     plt = pyplot()
     on_sphere = emb.shape[1] == 3 and dims == 3
     coords = emb / np.linalg.norm(emb, axis=1, keepdims=True) if on_sphere else project(emb, method, dims, seed)
-    labels = list(dict.fromkeys(colour.tolist()))
+    labels = list(dict.fromkeys(color.tolist()))
     cmap = plt.get_cmap("tab20" if len(labels) > 10 else "tab10")
     fig = plt.figure(figsize=(6, 5))
     ax = fig.add_subplot(111, projection="3d" if dims == 3 else None)
@@ -61,7 +61,7 @@ def plot(
         u, v = np.mgrid[0 : 2 * np.pi : 30j, 0 : np.pi : 15j]
         ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
     for i, label in enumerate(labels):
-        sel = colour == label
+        sel = color == label
         ax.scatter(*coords[sel].T, s=8, color=cmap(i % cmap.N), label=str(label))
     if len(labels) <= 20:
         ax.legend(fontsize=6, markerscale=1.5, loc="best")

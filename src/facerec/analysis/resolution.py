@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from facerec.align.transform import ARCFACE_112
-from facerec.analysis.common import Pairs, cosine_scores, normalise
+from facerec.core.geometry import ARCFACE_112
+from facerec.analysis.common import Pairs, cosine_scores, normalize
 from facerec.analysis.linear_map import verification
 from facerec.data.transforms import degrade_resolution
 
@@ -65,7 +65,7 @@ class Transform:
 
 
 def procrustes(source: np.ndarray, target: np.ndarray) -> Transform:
-    """The rotation R (orthogonal, det may be -1) minimising ||source R^T - target||_F for
+    """The rotation R (orthogonal, det may be -1) minimizing ||source R^T - target||_F for
     corresponding rows (no scale, no shift: embeddings live on the unit sphere)."""
     u, _, vt = np.linalg.svd(np.asarray(target, np.float64).T @ np.asarray(source, np.float64))
     return Transform(u @ vt, np.zeros(source.shape[1]))
@@ -166,7 +166,7 @@ def describe(hr: np.ndarray, lr: np.ndarray, pairs: Pairs) -> dict[str, Any]:
     return out
 
 
-def analyse(
+def analyze(
     hr: np.ndarray, lr: np.ndarray, pairs: Pairs, fit: np.ndarray, out_dir: str | Path, size: int, title: str = ""
 ) -> dict[str, Any]:
     """hr, lr: embeddings of the same images; pairs index them; `fit`: images (not in any pair)
@@ -180,7 +180,7 @@ def analyse(
     moved = {"before": lr}
     for name, fit_transform in ALIGNERS.items():
         transform = fit_transform(lr[fit], hr[fit])
-        moved[name] = normalise(transform(lr))
+        moved[name] = normalize(transform(lr))
         report[name] = describe(hr, moved[name], pairs)
         report[name]["iterations"] = transform.iterations
     plot_histograms(hr, moved, pairs, out / "distance_histograms.png", f"{title} {size}px".strip())

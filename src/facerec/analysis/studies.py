@@ -67,7 +67,7 @@ def bias_study(
     labels = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
     emb = source.embed(images, model, detector)
     title = f"{short_name(model)}, {Path(groups).stem}:"
-    report = bias.analyse(emb, images.identities, labels, out, target_fmr, title=title, **options)
+    report = bias.analyze(emb, images.identities, labels, out, target_fmr, title=title, **options)
     report.update(model=model, detector=detector, grouping=groups, unlabelled_images=int((labels == "").sum()))
     return _finish(report, out)
 
@@ -114,7 +114,7 @@ def resolution_study(
 
     template = load_embedder(model).template  # the degradation is defined on the 112 template
     lr = source.embed(images, model, detector, transform=resolution.degrader(size, template), tag=f"lr{size}t")
-    report = resolution.analyse(hr, lr, pairs, fit, out, size, title=short_name(model))
+    report = resolution.analyze(hr, lr, pairs, fit, out, size, title=short_name(model))
     report.update(model=model, detector=detector, eval_folds=eval_folds, fit_folds=fit_folds)
     return _finish(report, out)
 
@@ -130,7 +130,7 @@ def membership_study(
     attack_detector: str = "mtcnn",
 ) -> dict[str, Any]:
     """`members_from`: the training tree of `model` (its identity folders are the members);
-    the images analysed are `source`'s. Controls: other models (e.g. the reference) that saw
+    the images analyzed are `source`'s. Controls: other models (e.g. the reference) that saw
     none of these people, whose AUC should be near 0.5."""
     if not Path(members_from).is_dir():
         raise DataError(f"--members-from {members_from} is not a folder (the model's training tree)")
@@ -175,11 +175,11 @@ def embeddings_study(
     keep = projection.top_identities(images.identities, top)
     images = images.subset(keep)
     emb = source.embed(images, model, detector)
-    colour = images.identities
+    color = images.identities
     if groups:
-        colour = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
-        colour = np.where(colour == "", "unlabelled", colour)
+        color = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
+        color = np.where(color == "", "unlabelled", color)
     out.mkdir(parents=True, exist_ok=True)
     name = f"{method}_{dims}d{'_' + Path(groups).stem if groups else ''}.png"
-    info = projection.plot(emb, np.asarray(colour), out / name, method, dims, f"{short_name(model)}:")
+    info = projection.plot(emb, np.asarray(color), out / name, method, dims, f"{short_name(model)}:")
     return _finish({"model": model, "identities": top, "plot": name, **info}, out, Path(name).with_suffix(".json").name)

@@ -26,21 +26,21 @@ SOURCES: Registry[FaceDataset] = Registry("data source")
 
 
 @SOURCES.register("synthetic")
-def synthetic_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+def synthetic_source(cfg: DataConfig, input_size: int, progress: bool = False) -> FaceDataset:
     s = cfg.synthetic
-    faces = SyntheticFaces(s.identities, s.images_per_identity, cfg.image_size, s.seed, s.difficulty)
+    faces = SyntheticFaces(s.identities, s.images_per_identity, input_size, s.seed, s.difficulty)
     return SyntheticDataset(faces, progress)
 
 
 @SOURCES.register("folder")
-def folder_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+def folder_source(cfg: DataConfig, input_size: int, progress: bool = False) -> FaceDataset:
     if not cfg.root:
         raise ConfigError("data.source 'folder' needs data.root (a folder of identity folders)")
-    return ImageFolderDataset(cfg.root, cfg.image_size)
+    return ImageFolderDataset(cfg.root, input_size)
 
 
 @SOURCES.register("unlabelled")
-def unlabelled_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+def unlabelled_source(cfg: DataConfig, input_size: int, progress: bool = False) -> FaceDataset:
     if not cfg.root:
         raise ConfigError("data.source 'unlabelled' needs data.root (a folder of face images)")
     if cfg.val_identities:
@@ -51,32 +51,35 @@ def unlabelled_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:
         raise DataError(f"no images under {root} (extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return FileListDataset(paths, cfg.image_size)
+    return FileListDataset(paths, input_size)
 
 
 @SOURCES.register("list")
-def list_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+def list_source(cfg: DataConfig, input_size: int, progress: bool = False) -> FaceDataset:
     if not cfg.list_file:
         raise ConfigError("data.source 'list' needs data.list_file (lines 'path label')")
-    return ListDataset(cfg.list_file, cfg.root, cfg.image_size)
+    return ListDataset(cfg.list_file, cfg.root, input_size)
 
 
 @SOURCES.register("recordio")
-def recordio_source(cfg: DataConfig, progress: bool = False) -> FaceDataset:
+def recordio_source(cfg: DataConfig, input_size: int, progress: bool = False) -> FaceDataset:
     from facerec.data.recordio import RecordIODataset
 
     if not cfg.root:
         raise ConfigError("data.source 'recordio' needs data.root (train.rec/train.idx, their folder or prefix)")
-    return RecordIODataset(cfg.root, cfg.image_size)
+    return RecordIODataset(cfg.root, input_size)
 
 
-def build_datasets(cfg: DataConfig, seed: int, progress: bool = False) -> tuple[FaceDataset, FaceDataset | None]:
-    """The training set and the held-out-identity validation set of a config."""
-    dataset = SOURCES.get(cfg.source)(cfg, progress)
+def build_datasets(
+    cfg: DataConfig, input_size: int, seed: int, progress: bool = False
+) -> tuple[FaceDataset, FaceDataset | None]:
+    """The training set and the held-out-identity validation set of a config, as crops of
+    `input_size` (the backbone's)."""
+    dataset = SOURCES.get(cfg.source)(cfg, input_size, progress)
     dataset = drop_small_identities(dataset, cfg.min_images_per_identity)
     train, val = split_by_identity(dataset, cfg.val_identities, seed)
     if cfg.extra_roots:  # after the split: extra trees never reach the held-out identities
-        train = JoinedDataset([train, *(ImageFolderDataset(root, cfg.image_size) for root in cfg.extra_roots)])
+        train = JoinedDataset([train, *(ImageFolderDataset(root, input_size) for root in cfg.extra_roots)])
     if train.num_classes < 2 and cfg.source != "unlabelled":
         raise DataError(f"training needs at least 2 identities, found {train.num_classes}")
     return train, val

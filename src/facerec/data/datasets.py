@@ -39,8 +39,8 @@ class FaceDataset(torch.utils.data.Dataset):
     labels: np.ndarray
     class_names: list[str]
 
-    def __init__(self, image_size: int) -> None:
-        self.image_size = image_size
+    def __init__(self, input_size: int) -> None:
+        self.input_size = input_size
         self.augment: Augmenter | None = None
         self.targets: torch.Tensor | None = None  # a teacher's embedding per image (distillation)
 
@@ -58,7 +58,7 @@ class FaceDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def image(self, index: int) -> np.ndarray:
-        return resize(self.load(index), self.image_size)
+        return resize(self.load(index), self.input_size)
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple:
         """(image, label), plus the teacher's embedding when targets are attached."""
@@ -86,8 +86,8 @@ class PathDataset(FaceDataset):
 class ImageFolderDataset(PathDataset):
     """root/<identity>/<image>: one folder per identity, label = sorted folder order."""
 
-    def __init__(self, root: str | Path, image_size: int = 112) -> None:
-        super().__init__(image_size)
+    def __init__(self, root: str | Path, input_size: int = 112) -> None:
+        super().__init__(input_size)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"dataset folder not found: {self.root}")
@@ -111,8 +111,8 @@ class ImageFolderDataset(PathDataset):
 class ListDataset(PathDataset):
     """A text file of `relative/path label` lines (paths relative to `root`)."""
 
-    def __init__(self, list_file: str | Path, root: str | Path | None = None, image_size: int = 112) -> None:
-        super().__init__(image_size)
+    def __init__(self, list_file: str | Path, root: str | Path | None = None, input_size: int = 112) -> None:
+        super().__init__(input_size)
         list_file = Path(list_file)
         if not list_file.is_file():
             raise DataError(f"list file not found: {list_file}")
@@ -136,8 +136,8 @@ class ListDataset(PathDataset):
 class FileListDataset(PathDataset):
     """Plain image files without identities (for embedding, or distillation without labels)."""
 
-    def __init__(self, paths: Sequence[str | Path], image_size: int = 112) -> None:
-        super().__init__(image_size)
+    def __init__(self, paths: Sequence[str | Path], input_size: int = 112) -> None:
+        super().__init__(input_size)
         self.paths = [Path(p) for p in paths]
         missing = [p for p in self.paths if not p.is_file()]
         if missing:
@@ -167,7 +167,7 @@ class DatasetView(FaceDataset):
     """A subset of another dataset's images, with labels renumbered 0..n-1."""
 
     def __init__(self, base: FaceDataset, indices: Sequence[int]) -> None:
-        super().__init__(base.image_size)
+        super().__init__(base.input_size)
         self.base, self.indices = base, np.asarray(indices, dtype=np.int64)
         uniques, labels = np.unique(base.labels[self.indices], return_inverse=True)
         self.labels = labels
@@ -186,7 +186,7 @@ class JoinedDataset(FaceDataset):
     def __init__(self, parts: Sequence[FaceDataset]) -> None:
         if not parts:
             raise DataError("nothing to join: no datasets given")
-        super().__init__(parts[0].image_size)
+        super().__init__(parts[0].input_size)
         self.parts = list(parts)
         self.starts = np.cumsum([0] + [len(p) for p in self.parts])
         offsets = np.cumsum([0] + [p.num_classes for p in self.parts[:-1]])

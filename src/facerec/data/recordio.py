@@ -114,8 +114,8 @@ def rec_paths(prefix: str | Path) -> tuple[Path, Path]:
 class RecordIODataset(FaceDataset):
     """Images and identity labels from an insightface train.rec/train.idx pair."""
 
-    def __init__(self, prefix: str | Path, image_size: int = 112) -> None:
-        super().__init__(image_size)
+    def __init__(self, prefix: str | Path, input_size: int = 112) -> None:
+        super().__init__(input_size)
         self.rec_path, idx_path = rec_paths(prefix)
         self.offsets = read_index(idx_path)
         self._fh: BinaryIO | None = None

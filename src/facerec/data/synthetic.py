@@ -1,9 +1,9 @@
 """Deterministic synthetic face identities: the embedded default data set.
 
-An identity is a vector of shape and colour parameters (face outline, skin, hair and
+An identity is a vector of shape and color parameters (face outline, skin, hair and
 hairline, eyes and irises, brows, nose, mouth and lips, ears, moles, beard, glasses). An
 image of it adds nuisance: pose (in-plane rotation, scale, shift, yaw), expression (smile,
-open mouth, eye opening, raised brows), lighting (direction, strength, colour cast),
+open mouth, eye opening, raised brows), lighting (direction, strength, color cast),
 background, blur, sensor noise and resolution loss. Everything is a pure function of
 (seed, identity, image), so any image can be re-rendered anywhere without storing it.
 
@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 Params = dict[str, float | np.ndarray]
-# black, dark brown, brown, blond, red, grey: hair colours are mixtures of these
-HAIR_COLOURS = np.array(
+# black, dark brown, brown, blond, red, grey: hair colors are mixtures of these
+HAIR_COLORS = np.array(
     [[0.05, 0.04, 0.03], [0.2, 0.12, 0.06], [0.45, 0.28, 0.14], [0.85, 0.7, 0.4], [0.6, 0.22, 0.08], [0.72, 0.72, 0.7]]
 )
 
@@ -35,7 +35,7 @@ def identity_params(seed: int, identity: int) -> Params:
         "face_h": u(0.70, 0.92),
         "jaw": u(0.0, 0.35),  # how much the lower face narrows
         "skin": np.array([skin_tone, skin_tone * u(0.72, 0.88), skin_tone * u(0.55, 0.78)]),
-        "hair": rng.dirichlet(np.full(len(HAIR_COLOURS), 0.3)) @ HAIR_COLOURS,
+        "hair": rng.dirichlet(np.full(len(HAIR_COLORS), 0.3)) @ HAIR_COLORS,
         "hairline": u(-0.75, -0.35),
         "hair_volume": u(0.02, 0.22),
         "fringe_tilt": u(-0.25, 0.25),
@@ -92,7 +92,7 @@ def nuisance_params(seed: int, identity: int, image: int, difficulty: float = 1.
 
 
 class Canvas:
-    """Colour layers alpha-composited on a grid of face coordinates in [-1, 1]."""
+    """Color layers alpha-composited on a grid of face coordinates in [-1, 1]."""
 
     def __init__(self, size: int, pose: Params) -> None:
         pix = (np.arange(size) + 0.5) / size * 2 - 1
@@ -116,9 +116,9 @@ class Canvas:
         r = np.sqrt(u * u + v * v)
         return np.clip((1 - r) * min(rx, ry) / self.edge + 0.5, 0, 1)
 
-    def paint(self, alpha: np.ndarray, colour: np.ndarray, opacity: float = 1.0) -> None:
+    def paint(self, alpha: np.ndarray, color: np.ndarray, opacity: float = 1.0) -> None:
         a = (alpha * opacity)[..., None]
-        self.image = self.image * (1 - a) + a * np.asarray(colour)[None, None, :]
+        self.image = self.image * (1 - a) + a * np.asarray(color)[None, None, :]
 
 
 def render_face(ident: Params, nuis: Params, size: int = 112) -> np.ndarray:

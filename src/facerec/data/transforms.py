@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facerec.align.transform import warp_affine
+from facerec.core.geometry import warp_affine
 from facerec.config import AugmentConfig
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 HWC RGB -> float CHW in [-1, 1] (the normalisation every facerec model expects)."""
+    """uint8 HWC RGB -> float CHW in [-1, 1] (the normalization every facerec model expects)."""
     x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
     return x.div_(127.5).sub_(1.0)
 
@@ -34,7 +34,7 @@ def degrade_resolution(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(low.resize((w, h), Image.Resampling.BICUBIC))
 
 
-def jitter_colour(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def jitter_color(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     x = image.astype(np.float32) / 255
     brightness, contrast, saturation = 1 + rng.uniform(-strength, strength, 3)
     grey = x.mean(2, keepdims=True)
@@ -44,7 +44,7 @@ def jitter_colour(image: np.ndarray, strength: float, rng: np.random.Generator) 
 
 
 def random_similarity(size: int, shift: float, rotate: float, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """A 2x3 similarity (source -> output pixels) turning a size x size crop about its centre
+    """A 2x3 similarity (source -> output pixels) turning a size x size crop about its center
     by up to `rotate` degrees, scaling it by up to 1 +- `scale` and moving it by up to
     `shift` * size pixels along each axis."""
     angle = np.deg2rad(rng.uniform(-rotate, rotate))
@@ -76,5 +76,5 @@ class Augment:
             low = min(cfg.lowres_min_size, high)
             image = degrade_resolution(image, int(rng.integers(low, high + 1)))
         if cfg.color_jitter > 0:
-            image = jitter_colour(image, cfg.color_jitter, rng)
+            image = jitter_color(image, cfg.color_jitter, rng)
         return image

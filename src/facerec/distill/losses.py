@@ -45,7 +45,7 @@ def similarity_matrix(student: torch.Tensor, teacher: torch.Tensor) -> torch.Ten
     return (cosine_matrix(student) - cosine_matrix(teacher))[off].pow(2).mean()
 
 
-def _normalised_distances(x: torch.Tensor) -> torch.Tensor:
+def _normalized_distances(x: torch.Tensor) -> torch.Tensor:
     d = torch.cdist(x, x)
     off = _off_diagonal(len(x), x.device)
     return d / d[off].mean()
@@ -55,8 +55,8 @@ def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Huber loss between the pairwise Euclidean distances, each divided by its batch mean."""
     off = _off_diagonal(len(student), student.device)
     with torch.no_grad():
-        target = _normalised_distances(teacher)
-    return F.smooth_l1_loss(_normalised_distances(student)[off], target[off])
+        target = _normalized_distances(teacher)
+    return F.smooth_l1_loss(_normalized_distances(student)[off], target[off])
 
 
 def _angles(x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +89,7 @@ def evaluation_relation(
     """Weighted squared difference of pairwise cosine similarities. A pair's weight is
     exp(-(t_ij - threshold)^2 / (2 width^2)), plus `disagreement_weight` when the student's
     similarity falls on the other side of the threshold than the teacher's; weights are
-    normalised to sum to 1 and carry no gradient."""
+    normalized to sum to 1 and carry no gradient."""
     off = _off_diagonal(len(student), student.device)
     s, t = cosine_matrix(student)[off], cosine_matrix(teacher).detach()[off]
     with torch.no_grad():

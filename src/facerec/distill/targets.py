@@ -92,15 +92,15 @@ def targets_of(dataset: object, table: dict[str, np.ndarray]) -> np.ndarray:
     return np.stack([table[k] for k in keys]).astype(np.float64)
 
 
-def centred(targets: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Teacher embeddings moved by the training images' mean embedding and renormalised."""
+def centered(targets: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Teacher embeddings moved by the training images' mean embedding and renormalized."""
     moved = targets - mean
     return moved / np.linalg.norm(moved, axis=1, keepdims=True).clip(1e-12)
 
 
 def teacher_threshold(targets: np.ndarray, labels: np.ndarray, pairs: int = 20000, seed: int = 0) -> float:
     """The teacher's best 'same person' cosine threshold on random genuine and impostor pairs
-    of its (unit) training targets: where the evaluation-oriented term centres its weights."""
+    of its (unit) training targets: where the evaluation-oriented term centers its weights."""
     from facerec.eval.verification import best_threshold, sample_pairs
 
     try:
@@ -114,10 +114,10 @@ def teacher_threshold(targets: np.ndarray, labels: np.ndarray, pairs: int = 2000
 
 
 def attach_targets(dataset: object, table: dict[str, np.ndarray], center: bool = False) -> int:
-    """Give each image of the dataset its teacher embedding, optionally centred on their mean
-    and renormalised; returns the teacher's embedding size."""
+    """Give each image of the dataset its teacher embedding, optionally centered on their mean
+    and renormalized; returns the teacher's embedding size."""
     targets = targets_of(dataset, table)
     if center:
-        targets = centred(targets, targets.mean(0))
+        targets = centered(targets, targets.mean(0))
     dataset.targets = torch.from_numpy(targets.astype(np.float32))  # type: ignore[attr-defined]
     return int(dataset.targets.shape[1])  # type: ignore[attr-defined]

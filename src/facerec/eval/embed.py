@@ -12,7 +12,7 @@ from facerec.data.datasets import FaceDataset
 
 @torch.no_grad()
 def embed_batches(model: nn.Module, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
-    """Embeddings of a batch; with flip, the sum of the image's and its mirror's (then L2-normalised)."""
+    """Embeddings of a batch; with flip, the sum of the image's and its mirror's (then L2-normalized)."""
     emb = model(images)
     if flip:
         emb = emb + model(images.flip(3))
@@ -29,7 +29,7 @@ def embed_dataset(
     progress: bool = False,
     num_workers: int = 0,
 ) -> np.ndarray:
-    """L2-normalised embeddings of every image of a dataset (no augmentation), in order."""
+    """L2-normalized embeddings of every image of a dataset (no augmentation), in order."""
     was_training = model.training
     model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)

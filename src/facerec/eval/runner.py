@@ -18,8 +18,8 @@ from facerec.models.io import Embedder
 
 @dataclass
 class EmbeddedImages:
-    plain: np.ndarray  # L2-normalised embedding of each image
-    flipped: np.ndarray  # L2-normalised (embedding + embedding of the mirror image)
+    plain: np.ndarray  # L2-normalized embedding of each image
+    flipped: np.ndarray  # L2-normalized (embedding + embedding of the mirror image)
     detected: np.ndarray  # bool: a face was detected (False: fallback crop or no aligner)
 
     def get(self, flip: bool) -> np.ndarray:

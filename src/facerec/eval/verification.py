@@ -8,7 +8,7 @@ import numpy as np
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """The threshold (score >= t means 'same') maximising accuracy, and that accuracy.
+    """The threshold (score >= t means 'same') maximizing accuracy, and that accuracy.
 
     Candidates are midpoints between consecutive distinct scores plus both ends, so the
     search is exact; O(n log n).

@@ -1,4 +1,4 @@
-"""Exact lazy SGD for rows that receive a gradient only on some steps (sampled class centres).
+"""Exact lazy SGD for rows that receive a gradient only on some steps (sampled class centers).
 
 On a step where a row gets no gradient, SGD with momentum mu, weight decay wd and learning rate
 lr still moves it; its state (w, buf) goes through a linear map that depends on the step only:

@@ -1,4 +1,4 @@
-"""Softmax-family classification heads: a class-centre matrix, a margin on the target logit,
+"""Softmax-family classification heads: a class-center matrix, a margin on the target logit,
 scaled cross-entropy.
 
 All angular margins are special cases of the combined target function
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facerec.heads.registry import LOSSES
+from facerec.heads.registry import HEADS
 
 EPS = 1e-7
 
@@ -44,8 +44,8 @@ def cosine_logits(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     return F.linear(F.normalize(embeddings, dim=1), F.normalize(weight, dim=1))
 
 
-class ClassCentres(nn.Module):
-    """A (num_classes x embedding_size) matrix of class centres."""
+class ClassCenters(nn.Module):
+    """A (num_classes x embedding_size) matrix of class centers."""
 
     def __init__(self, embedding_size: int, num_classes: int) -> None:
         super().__init__()
@@ -56,8 +56,8 @@ class ClassCentres(nn.Module):
         self.num_classes = num_classes
 
 
-class MarginHead(ClassCentres):
-    """Normalised features and centres, margin on the target cosine, scale s, cross-entropy."""
+class MarginHead(ClassCenters):
+    """Normalized features and centers, margin on the target cosine, scale s, cross-entropy."""
 
     def __init__(self, embedding_size: int, num_classes: int, scale: float = 64.0) -> None:
         super().__init__(embedding_size, num_classes)
@@ -79,7 +79,7 @@ class MarginHead(ClassCentres):
         return F.cross_entropy(self.logits(embeddings, labels), labels)
 
 
-@LOSSES.register("none")
+@HEADS.register("none")
 class NoHead(nn.Module):
     """No identity loss (unlabelled data): the run learns from its other terms, e.g. distillation."""
 
@@ -87,8 +87,8 @@ class NoHead(nn.Module):
         return embeddings.sum() * 0.0  # zero, but part of the graph
 
 
-@LOSSES.register("softmax")
-class SoftmaxHead(ClassCentres):
+@HEADS.register("softmax")
+class SoftmaxHead(ClassCenters):
     """Plain linear classifier (with bias) and cross-entropy: the DeepFace/DeepID baseline."""
 
     def __init__(self, embedding_size: int, num_classes: int) -> None:
@@ -102,12 +102,12 @@ class SoftmaxHead(ClassCentres):
         return F.cross_entropy(self.logits(embeddings), labels)
 
 
-@LOSSES.register("normface")
+@HEADS.register("normface")
 class NormFaceHead(MarginHead):
     """NormFace: cosine logits with a fixed scale, no margin."""
 
 
-@LOSSES.register("combined")
+@HEADS.register("combined")
 class CombinedMarginHead(MarginHead):
     """s * psi(theta; m1, m2, m3), optionally blended with cos(theta) as SphereFace anneals.
 
@@ -150,7 +150,7 @@ class CombinedMarginHead(MarginHead):
         return (lam * cos_target + psi) / (1 + lam) if lam > 0 else psi
 
 
-@LOSSES.register("sphereface")
+@HEADS.register("sphereface")
 def sphereface(
     embedding_size: int,
     num_classes: int,
@@ -174,19 +174,19 @@ def sphereface(
     )
 
 
-@LOSSES.register("cosface")
+@HEADS.register("cosface")
 def cosface(embedding_size: int, num_classes: int, margin: float = 0.35, scale: float = 64.0) -> CombinedMarginHead:
     """CosFace / AM-Softmax: additive cosine margin m3."""
     return CombinedMarginHead(embedding_size, num_classes, scale, m3=margin)
 
 
-@LOSSES.register("arcface")
+@HEADS.register("arcface")
 def arcface(embedding_size: int, num_classes: int, margin: float = 0.5, scale: float = 64.0) -> CombinedMarginHead:
     """ArcFace: additive angular margin m2."""
     return CombinedMarginHead(embedding_size, num_classes, scale, m2=margin)
 
 
-@LOSSES.register("adaface")
+@HEADS.register("adaface")
 class AdaFaceHead(MarginHead):
     """AdaFace (Kim et al. 2022): margin adapted to image quality via the feature norm.
 
@@ -224,10 +224,10 @@ class AdaFaceHead(MarginHead):
         return torch.cos(theta) - (self.margin + self.margin * z)
 
 
-@LOSSES.register("magface")
+@HEADS.register("magface")
 class MagFaceHead(MarginHead):
     """MagFace (Meng et al. 2021): margin m(a) grows with the feature norm a, plus the
-    regulariser lambda_g * g(a), g(a) = a / u_a^2 + 1 / a, that rewards large norms for easy
+    regularizer lambda_g * g(a), g(a) = a / u_a^2 + 1 / a, that rewards large norms for easy
     samples. a is clamped to [l_a, u_a]."""
 
     def __init__(
@@ -256,11 +256,11 @@ class MagFaceHead(MarginHead):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         a = self.feature_norm(embeddings)
-        regulariser = (a / self.u_a**2 + 1.0 / a).mean()
-        return super().forward(embeddings, labels) + self.lambda_g * regulariser
+        regularizer = (a / self.u_a**2 + 1.0 / a).mean()
+        return super().forward(embeddings, labels) + self.lambda_g * regularizer
 
 
-@LOSSES.register("curricularface")
+@HEADS.register("curricularface")
 class CurricularFaceHead(MarginHead):
     """CurricularFace (Huang et al. 2020): ArcFace target; hard negatives (cos_j above the
     margined target) are re-weighted to cos_j * (t + cos_j), where t is an EMA (no gradient)

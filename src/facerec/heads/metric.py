@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facerec.heads.registry import LOSSES
+from facerec.heads.registry import HEADS
 
 
 def pairwise_distances(x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,7 @@ class MetricLoss(nn.Module):
         return pairwise_distances(x)
 
 
-@LOSSES.register("contrastive")
+@HEADS.register("contrastive")
 class ContrastiveLoss(MetricLoss):
     """Hadsell et al.: d^2 for same-identity pairs, max(0, margin - d)^2 for others,
     averaged over all unordered pairs of the batch."""
@@ -62,7 +62,7 @@ class ContrastiveLoss(MetricLoss):
         return per_pair[upper].mean()
 
 
-@LOSSES.register("triplet")
+@HEADS.register("triplet")
 class TripletLoss(MetricLoss):
     """FaceNet triplet loss max(0, d(a,p) - d(a,n) + margin) with online mining in the batch.
 
@@ -114,10 +114,10 @@ class TripletLoss(MetricLoss):
         return loss[active].mean()
 
 
-@LOSSES.register("center")
+@HEADS.register("center")
 class CenterLoss(nn.Module):
-    """Wen et al.: mean of 0.5 * ||x_i - c_{y_i}||^2. The centres are parameters learned by
-    the run's optimizer; use it as an auxiliary loss beside a softmax head (aux_losses)."""
+    """Wen et al.: mean of 0.5 * ||x_i - c_{y_i}||^2. The centers are parameters learned by
+    the run's optimizer; use it as an auxiliary loss beside a softmax head (aux_heads)."""
 
     def __init__(self, embedding_size: int, num_classes: int, normalize: bool = False) -> None:
         super().__init__()

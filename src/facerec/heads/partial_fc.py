@@ -1,27 +1,27 @@
 """Partial FC (An et al., "Partial FC: Training 10 Million Identities on a Single Machine").
 
-The class-centre matrix is sharded over the ranks of the process group (rank r holds a
+The class-center matrix is sharded over the ranks of the process group (rank r holds a
 contiguous block of classes). Each step:
 
 1. the embeddings (and labels) of the global batch are all-gathered, with gradient;
 2. each rank samples its classes: every positive (a class of the global batch that it holds)
    plus random negatives up to `sample_rate` x its class count; sample_rate = 1 keeps all
    classes and is exactly the full softmax;
-3. cosine logits against the sampled centres, the combined margin psi(theta; m1, m2, m3) on
+3. cosine logits against the sampled centers, the combined margin psi(theta; m1, m2, m3) on
    the target logit inside autograd (exact gradient), scale s;
-4. a softmax cross-entropy whose normaliser is built with an all-reduce of the row maxima and
+4. a softmax cross-entropy whose normalizer is built with an all-reduce of the row maxima and
    of the sums of exponentials, so each rank only ever holds its own logits.
 
 The loss is the mean over the global batch, identical on every rank.
 
 Updates (`update`):
-- 'sparse' (default): the centres are not optimizer parameters; `sparse_step` applies SGD with
+- 'sparse' (default): the centers are not optimizer parameters; `sparse_step` applies SGD with
   momentum and weight decay to the sampled rows only, and a row that was skipped for some steps
   first catches up exactly: the momentum and weight decay those steps would have applied to it
   form a product of 2x2 maps on (w, buf), read from a segment tree (`lazy_sgd.StepHistory`).
   The result equals torch.optim.SGD over every row with zero gradient for unsampled rows (the
   dense update below) up to float rounding, at O(r * C_local * (d + log T)) per step.
-- 'dense': the centres are an nn.Parameter handled by the run's optimizer, which (like
+- 'dense': the centers are an nn.Parameter handled by the run's optimizer, which (like
   arcface_torch's PartialFC_V2) receives a dense gradient and rewrites every row each step
   (momentum, weight decay): O(C_local * d) whatever the sample rate. Kept to compare against.
 """
@@ -39,7 +39,7 @@ from torch import nn
 from facerec.distributed import current, shard_range
 from facerec.heads.lazy_sgd import StepHistory
 from facerec.heads.margin import combined_margin
-from facerec.heads.registry import LOSSES
+from facerec.heads.registry import HEADS
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -82,13 +82,13 @@ def _all_reduce(x: torch.Tensor, op: Any) -> torch.Tensor:
 
 
 def scaled_cosines(unit_emb: torch.Tensor, rows: torch.Tensor, scale: float) -> torch.Tensor:
-    """scale * cosines between unit embeddings (N, d) and unnormalised rows (S, d), S >> N."""
+    """scale * cosines between unit embeddings (N, d) and unnormalized rows (S, d), S >> N."""
     return ScaledCosines.apply(unit_emb, rows, scale)
 
 
 class ScaledCosines(torch.autograd.Function):
     """L = s (E W^T) diag(1/|w_i|), with the gradient written out so that the large (S, d) side
-    costs one product and two in-place passes (autograd through a row normalisation makes
+    costs one product and two in-place passes (autograd through a row normalization makes
     several (S, d) temporaries):
 
         dL/dW = s diag(1/|w|) G^T E - diag(s <(G^T E)_i, w_i> / |w_i|^3) W
@@ -145,7 +145,7 @@ class ShardedSoftmaxCrossEntropy(torch.autograd.Function):
         return prob.mul_(grad / len(prob)), None
 
 
-@LOSSES.register("partial_fc")
+@HEADS.register("partial_fc")
 class PartialFC(nn.Module):
     def __init__(
         self,
@@ -200,7 +200,7 @@ class PartialFC(nn.Module):
         self.history.load_state_dict(state["history"])
 
     def sample(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(indices of the local centres used this step, sorted; local target column per row or -1)."""
+        """(indices of the local centers used this step, sorted; local target column per row or -1)."""
         device = labels.device
         in_shard = (labels >= self.class_start) & (labels < self.class_end)
         local = (labels - self.class_start).clamp(0, self.num_local - 1)
@@ -222,13 +222,13 @@ class PartialFC(nn.Module):
         all_labels = gather_labels(labels)
         index, target = self.sample(all_labels)
         if self.update == "dense":
-            centres = self.weight[index]
+            centers = self.weight[index]
         else:
-            centres, momentum = self._current_rows(index)
-            centres.requires_grad_(self.training)
+            centers, momentum = self._current_rows(index)
+            centers.requires_grad_(self.training)
             if self.training:
-                self._sampled = (index, centres, momentum)
-        logits = scaled_cosines(F.normalize(emb, dim=1), centres, self.scale)
+                self._sampled = (index, centers, momentum)
+        logits = scaled_cosines(F.normalize(emb, dim=1), centers, self.scale)
         rows = torch.nonzero(target >= 0).squeeze(1)
         cols = target[rows]
         psi = combined_margin(logits[rows, cols] / self.scale, *self.margins)
@@ -249,17 +249,17 @@ class PartialFC(nn.Module):
         training, divided out of the gradient here."""
         if self.update != "sparse" or self._sampled is None:
             return
-        index, centres, buf = self._sampled
+        index, centers, buf = self._sampled
         self._sampled = None
-        if centres.grad is None:
+        if centers.grad is None:
             return
-        grad = centres.grad  # consumed here: modified in place
+        grad = centers.grad  # consumed here: modified in place
         if grad_scale != 1.0:  # fp16 loss scaling: unscale, and skip an overflow step as the optimizer does
             grad.div_(grad_scale)
             if not torch.isfinite(grad).all():
-                centres.grad = None
+                centers.grad = None
                 return
-        rows = centres.detach()  # the sampled rows, current up to the previous step
+        rows = centers.detach()  # the sampled rows, current up to the previous step
         if weight_decay:
             grad.add_(rows, alpha=weight_decay)
         buf.mul_(momentum).add_(grad)
@@ -268,11 +268,11 @@ class PartialFC(nn.Module):
         self.weight.index_copy_(0, index, rows)
         self.last_step[index] = len(self.history)
         self.history.append(lr, momentum, weight_decay, nesterov)
-        centres.grad = None
+        centers.grad = None
 
     @torch.no_grad()
     def _current_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows `index` of the centres and momentum, brought up to the last completed step."""
+        """The rows `index` of the centers and momentum, brought up to the last completed step."""
         rows = torch.index_select(self.weight, 0, index, out=self._rows_buffer(len(index)))
         buf = torch.index_select(self.momentum_buffer, 0, index, out=self._momentum_rows_buffer(len(index)))
         self._catch_up(self.last_step[index], rows, buf)

@@ -2,4 +2,4 @@ from torch import nn
 
 from facerec.registry import Registry
 
-LOSSES: Registry[nn.Module] = Registry("head/loss")
+HEADS: Registry[nn.Module] = Registry("head")

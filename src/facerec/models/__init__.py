@@ -10,8 +10,8 @@ from facerec.models import iresnet, lowres, mobilefacenet  # noqa: F401  (regist
 from facerec.models.registry import BACKBONES
 
 
-def build_backbone(name: str, embedding_size: int, image_size: int, options: dict[str, Any] | None = None) -> nn.Module:
-    return BACKBONES.build(name, embedding_size=embedding_size, input_size=image_size, **(options or {}))
+def build_backbone(name: str, embedding_size: int, input_size: int, options: dict[str, Any] | None = None) -> nn.Module:
+    return BACKBONES.build(name, embedding_size=embedding_size, input_size=input_size, **(options or {}))
 
 
 __all__ = ["BACKBONES", "build_backbone"]

@@ -10,12 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from facerec.align.transform import ARCFACE_112
+from facerec.core.geometry import ARCFACE_112
+from facerec.config import upgrade_stored
 from facerec.errors import FacerecError
 
 
 def export_model(
-    path: str | Path, backbone: nn.Module, model_cfg: dict[str, Any], image_size: int, threshold: float | None = None
+    path: str | Path, backbone: nn.Module, model_cfg: dict[str, Any], input_size: int, threshold: float | None = None
 ) -> Path:
     """A self-contained model file; `threshold` is the cosine 'same person' threshold measured
     on held-out identities, used by verify/identify when the user gives none."""
@@ -25,7 +26,7 @@ def export_model(
         "format": "facerec-model",
         "version": 1,
         "model": model_cfg,
-        "image_size": image_size,
+        "input_size": input_size,
         "state_dict": backbone.state_dict(),
         "threshold": threshold,
     }
@@ -73,7 +74,7 @@ class ModelFile:
     """What an exported model file or a training checkpoint holds of the embedding network."""
 
     model: dict[str, Any]  # the model config (name, embedding_size, options)
-    image_size: int
+    input_size: int
     backbone: dict[str, torch.Tensor]  # the backbone's state dict
     threshold: float | None
     net: dict[str, torch.Tensor] | None = None  # a checkpoint's whole training network (heads too)
@@ -95,9 +96,11 @@ def read_model_file(path: str | Path) -> ModelFile:
     if isinstance(payload, dict) and payload.get("format") == "facerec-checkpoint":
         cfg, net = payload["config"], payload["net"]
         backbone = {k[len("backbone.") :]: v for k, v in net.items() if k.startswith("backbone.")}
-        return ModelFile(cfg["model"], cfg["data"]["image_size"], backbone, None, net)
+        cfg = upgrade_stored(cfg)
+        return ModelFile(cfg["backbone"], cfg["backbone"]["input_size"], backbone, None, net)
     if isinstance(payload, dict) and payload.get("format") == "facerec-model":
-        return ModelFile(payload["model"], payload["image_size"], payload["state_dict"], payload.get("threshold"))
+        size = payload.get("input_size", payload.get("image_size"))
+        return ModelFile(payload["model"], size, payload["state_dict"], payload.get("threshold"))
     raise FacerecError(f"{path} is neither a facerec training checkpoint nor a facerec model file")
 
 
@@ -106,6 +109,6 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
 
     found = read_model_file(path)
     cfg = found.model
-    backbone = build_backbone(cfg["name"], cfg["embedding_size"], found.image_size, cfg.get("options"))
+    backbone = build_backbone(cfg["name"], cfg["embedding_size"], found.input_size, cfg.get("options"))
     backbone.load_state_dict(found.backbone)
-    return backbone.to(device).eval(), found.image_size, found.threshold
+    return backbone.to(device).eval(), found.input_size, found.threshold

@@ -52,7 +52,7 @@ class FaceRecognizer:
 
     @torch.no_grad()
     def represent(self, image: str | Path | np.ndarray) -> np.ndarray:
-        """L2-normalised embedding of the (largest) face of an image path or RGB array."""
+        """L2-normalized embedding of the (largest) face of an image path or RGB array."""
         if isinstance(image, str | Path):
             crop = self.aligner.align_file(image).crop  # its no-face error names the file
         else:

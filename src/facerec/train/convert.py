@@ -1,7 +1,7 @@
 """Convert the checkpoint of a run with a sharded class layer (Partial FC) between world sizes.
 
 Every rank's file holds the same backbone, optimizer and schedule state and its own block of
-class centres (with their momentum). Converting concatenates the blocks in rank order and cuts
+class centers (with their momentum). Converting concatenates the blocks in rank order and cuts
 them again for the new number of processes; world size 1 gives one single-process file.
 """
 
@@ -35,7 +35,7 @@ def rank_files(path: Path) -> list[Path]:
 
 
 def _head_param_state(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """The optimizer state of a dense-update head's centres, when the optimizer holds them."""
+    """The optimizer state of a dense-update head's centers, when the optimizer holds them."""
     index = payload.get("head_weight_optimizer_index")
     return None if index is None else payload["optimizer"]["state"].get(index)
 

@@ -31,7 +31,7 @@ from facerec.distributed import all_reduce_sum_hook, init_from_env
 from facerec.errors import ConfigError, TrainingError
 from facerec.eval.embed import embed_batches, embed_dataset
 from facerec.eval.verification import verify_embeddings
-from facerec.heads import PAIRWISE_LOSSES, build_loss
+from facerec.heads import PAIRWISE_LOSSES, build_head
 from facerec.heads.partial_fc import PartialFC
 from facerec.models import build_backbone
 from facerec.models.io import export_model, load_model_file
@@ -77,7 +77,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
         self.out = Path(t.output_dir)
-        self.train_set, self.val_set = build_datasets(cfg.data, t.seed, progress=t.progress)
+        self.train_set, self.val_set = build_datasets(cfg.data, cfg.backbone.input_size, t.seed, progress=t.progress)
         self.train_set.augment = Augment(cfg.data.augment)
         self.teacher_size = self._attach_teacher()
         self.sampler = self._build_sampler(self.train_set)
@@ -95,7 +95,7 @@ class Trainer:
     # ---- construction -------------------------------------------------------------------
     def _build_sampler(self, dataset: FaceDataset) -> ResumableBatchSampler:
         d, seed = self.cfg.data, self.cfg.train.seed
-        names = [self.cfg.head.name] + [a.name for a in self.cfg.aux_losses]
+        names = [self.cfg.head.name] + [a.name for a in self.cfg.aux_heads]
         pairwise = any(n in PAIRWISE_LOSSES for n in names)
         if pairwise and d.sampler != "pk":
             raise ConfigError(
@@ -114,10 +114,10 @@ class Trainer:
         return RankSlice(sampler, self.dist.rank, world) if world > 1 else sampler
 
     def _build_net(self) -> nn.ModuleDict:
-        m, n = self.cfg.model, self.train_set.num_classes
-        backbone = build_backbone(m.name, m.embedding_size, self.cfg.data.image_size, m.options)
-        head = build_loss(self.cfg.head.name, m.embedding_size, n, self.cfg.head.options)
-        aux = nn.ModuleList(build_loss(a.name, m.embedding_size, n, a.options) for a in self.cfg.aux_losses)
+        m, n = self.cfg.backbone, self.train_set.num_classes
+        backbone = build_backbone(m.name, m.embedding_size, self.cfg.backbone.input_size, m.options)
+        head = build_head(self.cfg.head.name, m.embedding_size, n, self.cfg.head.options)
+        aux = nn.ModuleList(build_head(a.name, m.embedding_size, n, a.options) for a in self.cfg.aux_heads)
         parts = {"backbone": backbone, "head": head, "aux": aux}
         if self.teacher_size:
             k = self.cfg.distill
@@ -130,9 +130,9 @@ class Trainer:
         k = self.cfg.distill
         self.teacher_net: nn.Module | None = None
         if not k.targets and not k.teacher:
-            if self.cfg.head.name == "none" and not self.cfg.aux_losses:
+            if self.cfg.head.name == "none" and not self.cfg.aux_heads:
                 raise ConfigError(
-                    "head 'none' trains nothing by itself: set distill.targets or distill.teacher (or aux_losses)"
+                    "head 'none' trains nothing by itself: set distill.targets or distill.teacher (or aux_heads)"
                 )
             return 0
         if k.targets and k.teacher:
@@ -157,7 +157,7 @@ class Trainer:
 
     @torch.no_grad()
     def teacher_embeddings(self, images: torch.Tensor) -> torch.Tensor:
-        """The on-the-fly teacher's L2-normalised embeddings of a training batch (resized to its
+        """The on-the-fly teacher's L2-normalized embeddings of a training batch (resized to its
         input; with the mirrored batch added when distill.flip)."""
         assert self.teacher_net is not None  # loaded in eval mode; it is not part of self.net
         size = self.teacher_input
@@ -199,7 +199,7 @@ class Trainer:
         usable = {k: v for k, v in wanted.items() if k in own and own[k].shape == v.shape}
         skipped = sorted(set(wanted) - set(usable))
         if not any(k.startswith("backbone.") for k in usable):
-            raise TrainingError(f"{spec}: no backbone weight fits model '{self.cfg.model.name}'")
+            raise TrainingError(f"{spec}: no backbone weight fits model '{self.cfg.backbone.name}'")
         self.net.load_state_dict(usable, strict=False)
         if skipped:
             log.warning(
@@ -286,8 +286,8 @@ class Trainer:
                 f"{self.dist.world_size}: convert it with `facerec checkpoint convert`"
             )
         # through the Config type, so fields added since the checkpoint read as their defaults
-        saved = from_dict(payload["config"]).to_dict()
-        for key in ("model", "head", "aux_losses", "distill"):
+        saved = from_dict(payload["config"], stored=True).to_dict()
+        for key in ("backbone", "head", "aux_heads", "distill"):
             if saved[key] != self.cfg.to_dict()[key]:
                 raise TrainingError(
                     f"checkpoint {path} was made with a different '{key}' config; "
@@ -342,7 +342,7 @@ class Trainer:
             return float("nan")
         self.scaler.step(self.optimizer)  # fp16: skips the step itself on inf/nan gradients
         head = self.net["head"]
-        if isinstance(head, PartialFC):  # sampled class centres: updated outside the optimizer
+        if isinstance(head, PartialFC):  # sampled class centers: updated outside the optimizer
             o = self.cfg.optim
             head.sparse_step(
                 self.optimizer.param_groups[0]["lr"] * o.head_lr_scale,
@@ -466,12 +466,12 @@ class Trainer:
         return {"accuracy": res.accuracy, "accuracy_std": res.std, "threshold": float(np.mean(res.thresholds))}
 
     def finish(self, results: dict[str, Any]) -> None:
-        m = self.cfg.model
+        m = self.cfg.backbone
         export_model(
             self.out / "model.pt",
             self.net["backbone"],
             {"name": m.name, "embedding_size": m.embedding_size, "options": m.options},
-            self.cfg.data.image_size,
+            self.cfg.backbone.input_size,
             threshold=results.get("val_threshold"),
         )
         (self.out / "results.json").write_text(json.dumps(results, indent=2))
@@ -485,8 +485,8 @@ class LossTerms(nn.Module):
 
     def __init__(self, cfg: Config, head: nn.Module, aux: nn.ModuleList, distill: nn.Module | None = None) -> None:
         super().__init__()
-        self.names = [cfg.head.name] + [a.name for a in cfg.aux_losses]
-        self.weights = [cfg.head.weight] + [a.weight for a in cfg.aux_losses]
+        self.names = [cfg.head.name] + [a.name for a in cfg.aux_heads]
+        self.weights = [cfg.head.weight] + [a.weight for a in cfg.aux_heads]
         self.terms = nn.ModuleList([head, *aux])
         self.distill = distill
 

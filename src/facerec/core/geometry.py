@@ -19,7 +19,7 @@ TEMPLATES = {"arcface_112": (ARCFACE_112, (112, 112)), "arcface_112x96": (ARCFAC
 def umeyama(src: np.ndarray, dst: np.ndarray, scaling: bool = True) -> np.ndarray:
     """Least-squares similarity transform (Umeyama 1991) mapping src points to dst.
 
-    Returns the 2x3 matrix [sR | t] minimising sum ||s R src_i + t - dst_i||^2, with R a proper
+    Returns the 2x3 matrix [sR | t] minimizing sum ||s R src_i + t - dst_i||^2, with R a proper
     rotation (no reflection).
     """
     src, dst = np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)
@@ -49,7 +49,7 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
     k = math.ceil(1.0 / max(math.sqrt(abs(np.linalg.det(matrix[:, :2]))), 1e-6) - 1e-6)
     if k <= 1:
         return _warp_bilinear(image, matrix, size)
-    # pixel centres of the fine grid: p_fine = k * p + (k - 1) / 2
+    # pixel centers of the fine grid: p_fine = k * p + (k - 1) / 2
     fine = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2]]) @ np.vstack([matrix, [0, 0, 1]])
     out = _warp_bilinear(image, fine, (size[0] * k, size[1] * k))
     return np.asarray(Image.fromarray(out).reduce(k))
@@ -58,7 +58,7 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
 def _warp_bilinear(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     full = np.vstack([matrix, [0, 0, 1]])
     inv = np.linalg.inv(full)
-    # PIL samples the source at inv @ (x + 0.5, y + 0.5) - 0.5 style pixel centres: shift by half a pixel
+    # PIL samples the source at inv @ (x + 0.5, y + 0.5) - 0.5 style pixel centers: shift by half a pixel
     shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
     unshift = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
     coeffs = (shift @ inv @ unshift)[:2].ravel()
