@@ -152,7 +152,8 @@ def test_group_tables_from_lfw_lists_and_csv(tmp_path):
 # ---- linear maps ------------------------------------------------------------------------------
 
 from facerec.analysis import linear_map, membership, projection, resolution  # noqa: E402
-from facerec.analysis.common import Pairs  # noqa: E402
+from facerec.data import transforms  # noqa: E402
+from facerec.eval.pairs import Pairs  # noqa: E402
 
 
 def random_rotation(d: int, seed: int) -> np.ndarray:
@@ -176,7 +177,7 @@ def pair_population(seed=0, subjects=150, images=4, dim=16):
 
 
 def lfw_like_pairs(ids: np.ndarray, test: np.ndarray, count: int, seed: int = 0) -> Pairs:
-    from facerec.analysis.common import sample_pairs
+    from facerec.eval.pairs import sample_pairs
 
     p = sample_pairs(ids[test], count, seed)
     return Pairs(test[p.left], test[p.right], p.same, p.fold)
@@ -231,11 +232,11 @@ def test_mapping_attack_matches_leaked_embeddings_in_the_other_space():
 def test_degrade_keeps_the_size_and_removes_detail():
     rng = np.random.default_rng(0)
     crop = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
-    low = resolution.degrade(crop, 36)
+    low = transforms.degrade(crop, 36)
     assert low.shape == crop.shape and low.dtype == np.uint8
     assert np.abs(np.diff(low.astype(float), axis=1)).mean() < 0.5 * np.abs(np.diff(crop.astype(float), axis=1)).mean()
     flat = np.full((112, 112, 3), 90, dtype=np.uint8)
-    assert np.abs(resolution.degrade(flat, 36).astype(int) - 90).max() <= 1
+    assert np.abs(transforms.degrade(flat, 36).astype(int) - 90).max() <= 1
 
 
 def test_degradation_is_defined_on_the_112_template_for_every_crop_geometry():
@@ -246,12 +247,12 @@ def test_degradation_is_defined_on_the_112_template_for_every_crop_geometry():
     rng = np.random.default_rng(1)
     small = rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)
     # a 36 px model's crop already has 36 px across the template: nothing left to lose
-    assert np.array_equal(resolution.degrader(36, ARCFACE_112 * 36 / 112)(small), small)
+    assert np.array_equal(transforms.degrader(36, ARCFACE_112 * 36 / 112)(small), small)
     # dlib's 150 px chip: the template's eyes sit 1.51x further apart, so 36 px on the template is
     # 150 * 36 / (112 * 1.51) = 32 px across the chip
-    assert resolution.template_scale(DLIB_150) == pytest.approx(53.265 / 35.237, rel=1e-3)
+    assert transforms.template_scale(DLIB_150) == pytest.approx(53.265 / 35.237, rel=1e-3)
     chip = rng.integers(0, 256, (150, 150, 3), dtype=np.uint8)
-    assert np.array_equal(resolution.degrader(36, DLIB_150)(chip), degrade_resolution(chip, 32))
+    assert np.array_equal(transforms.degrader(36, DLIB_150)(chip), degrade_resolution(chip, 32))
 
 
 def test_procrustes_and_cpd_recover_a_known_rotation():

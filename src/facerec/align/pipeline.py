@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from facerec.align.types import Aligned, Face, choose_face
+from facerec.core.files import save_image, write_json, write_text
 from facerec.core.geometry import TEMPLATES, umeyama, warp_affine
-from facerec.align.types import Face
-from facerec.data.datasets import IMAGE_EXTENSIONS, decode_image
+from facerec.core.images import decode_image, image_files, require_folder
 from facerec.errors import DataError, FacerecError
 from facerec.registry import Registry
 
@@ -31,7 +28,7 @@ def mtcnn(device: str = "cpu", min_face_size: int = 20) -> Any:
 
 
 @DETECTORS.register("dlib")
-def dlib_hog(upsample: int = 1) -> Any:
+def dlib_hog(upsample: int = 1, device: str = "cpu") -> Any:  # dlib's HOG runs on the CPU
     from facerec.align.dlib_models import DlibHOG
 
     return DlibHOG(upsample=upsample)
@@ -54,16 +51,6 @@ class AlignPolicy:
             raise FacerecError(f"no-face policy must be skip or center, got '{self.missing}'")
 
 
-def choose_face(faces: list[Face], shape: tuple[int, ...], rule: str) -> Face:
-    if rule == "largest":
-        return max(faces, key=lambda f: f.area)
-    if rule == "best":
-        return max(faces, key=lambda f: f.score)
-    center = np.array([shape[1] / 2, shape[0] / 2])
-    # central: nearest to the image center, ties (and near ties) to the larger face
-    return min(faces, key=lambda f: np.linalg.norm(f.center - center) - 0.1 * np.sqrt(f.area))
-
-
 def centered_landmarks(
     shape: tuple[int, ...], template: np.ndarray, size: tuple[int, int], fraction: float
 ) -> np.ndarray:
@@ -71,13 +58,6 @@ def centered_landmarks(
     side = fraction * min(shape[0], shape[1])
     origin = np.array([(shape[1] - side) / 2, (shape[0] - side) / 2])
     return origin + np.asarray(template) * side / np.array(size, dtype=np.float64)
-
-
-@dataclass
-class Aligned:
-    crop: np.ndarray
-    face: Face | None  # None when the crop is the no-face fallback
-    faces_found: int
 
 
 class Aligner:
@@ -104,17 +84,46 @@ class Aligner:
         faces = self.detector.detect(image)
         if faces:
             face = choose_face(faces, image.shape, self.policy.several)
-            return Aligned(warp_affine(image, umeyama(face.landmarks, self.template), self.size), face, len(faces))
+            return Aligned(self.crop(image, face), face, faces)
         if self.policy.missing == "center":
             marks = centered_landmarks(image.shape, self.template, self.size, self.policy.center_fraction)
-            return Aligned(warp_affine(image, umeyama(marks, self.template), self.size), None, 0)
+            return Aligned(warp_affine(image, umeyama(marks, self.template), self.size), None, [])
         raise NoFaceError("no face detected")
+
+    def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The crop of one detected face, its landmarks moved onto the template."""
+        return warp_affine(image, umeyama(face.landmarks, self.template), self.size)
 
     def align_file(self, path: str | Path) -> Aligned:
         try:
             return self.align(decode_image(path))
         except NoFaceError as exc:
             raise NoFaceError(f"no face detected in {path}") from exc
+
+
+# Detector names that are not detectors: how to treat input that needs no detection.
+PRE_ALIGNED = "none"  # the images are aligned crops already: only resized to the model's input
+DLIB_NATIVE = "dlib-native"  # dlib's own HOG + 5-point + face chip pipeline (for the dlib model)
+
+
+def detector_names() -> list[str]:
+    return [*DETECTORS.names(), DLIB_NATIVE, PRE_ALIGNED]
+
+
+def build_aligner(
+    detector: str, template: np.ndarray, size: tuple[int, int], policy: AlignPolicy, device: str = "cpu"
+) -> Any | None:
+    """What turns an image into a model's crop: None for pre-aligned input, dlib's own chips,
+    or a registered detector with the similarity warp onto `template`."""
+    if detector == PRE_ALIGNED:
+        return None
+    if detector == DLIB_NATIVE:
+        from facerec.align.dlib_models import DlibNativeAligner
+
+        return DlibNativeAligner()
+    if detector not in DETECTORS:
+        raise FacerecError(f"unknown detector '{detector}' (choose from {', '.join(detector_names())})")
+    return Aligner(DETECTORS.build(detector, device=device), template, size, policy)
 
 
 # ---- a whole tree, in worker processes -------------------------------------------------
@@ -137,19 +146,9 @@ def _align_one(job: tuple[str, str]) -> tuple[str, str, str]:
         result = _worker.align_file(src)
     except (NoFaceError, DataError) as exc:
         return src, "failed", str(exc)
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(dst).with_name(Path(dst).name + ".tmp")
-    Image.fromarray(result.crop).save(tmp, format="PNG" if dst.endswith(".png") else "JPEG", quality=95)
-    tmp.replace(dst)
+    save_image(result.crop, dst, format="PNG" if dst.endswith(".png") else "JPEG", quality=95)
     status = "aligned" if result.face is not None else "fallback"
     return src, status, f"{result.faces_found} faces" if result.faces_found > 1 else ""
-
-
-def image_files(root: Path) -> Iterator[Path]:
-    for dirpath, _, files in sorted(os.walk(root)):
-        for name in sorted(files):
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                yield Path(dirpath) / name
 
 
 def align_tree(
@@ -167,9 +166,7 @@ def align_tree(
     Images whose output exists are skipped, so an interrupted run resumes. Failures (no
     face, unreadable file) go to dst/failures.tsv; counts to dst/align_summary.json.
     """
-    src, dst = Path(src), Path(dst)
-    if not src.is_dir():
-        raise DataError(f"source folder not found: {src}")
+    src, dst = require_folder(src, "source folder"), Path(dst)
     policy = policy or AlignPolicy()
     jobs, skipped = [], 0
     for path in image_files(src):
@@ -196,7 +193,7 @@ def align_tree(
                 failures.append(f"{source}\t{detail}")
             bar.update()
     bar.close()
-    (dst / "failures.tsv").write_text("".join(line + "\n" for line in failures))
+    write_text(dst / "failures.tsv", "".join(line + "\n" for line in failures))
     summary = {**counts, "several_faces": several, "detector": detector, "template": template, "policy": asdict(policy)}
-    (dst / "align_summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(dst / "align_summary.json", summary)
     return summary

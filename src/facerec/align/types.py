@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,3 +22,26 @@ class Face:
     @property
     def center(self) -> np.ndarray:
         return np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2])
+
+
+@dataclass
+class Aligned:
+    """One image's aligned crop, the face it shows and every face the detector found."""
+
+    crop: np.ndarray
+    face: Face | None  # None when the crop is the no-face fallback (or the input was already a crop)
+    faces: list[Face] = field(default_factory=list)
+
+    @property
+    def faces_found(self) -> int:
+        return len(self.faces)
+
+
+def choose_face(faces: list[Face], shape: tuple[int, ...], rule: str) -> Face:
+    if rule == "largest":
+        return max(faces, key=lambda f: f.area)
+    if rule == "best":
+        return max(faces, key=lambda f: f.score)
+    center = np.array([shape[1] / 2, shape[0] / 2])
+    # central: nearest to the image center, ties (and near ties) to the larger face
+    return min(faces, key=lambda f: np.linalg.norm(f.center - center) - 0.1 * np.sqrt(f.area))

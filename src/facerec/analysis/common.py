@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facerec.core.images import identity_tree
+from facerec.data.lfw import LFWLayout
 from facerec.errors import DataError
-from facerec.eval.protocols import read_lfw_pairs
-from facerec.eval.runner import rows_by_path
+from facerec.eval.pairs import Pairs, PairSet, read_lfw_pairs
+from facerec.models.io import load_recognition_model
+from facerec.pipeline import RecognitionPipeline, rows_by_path
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,7 @@ class ImageSet:
 def lfw_images(root: str | Path, folds: list[int] | None = None) -> ImageSet:
     """The images of LFW View 2's pairs (all ten folds, or the given 0-based folds); each image's
     fold is that of its first pair (the folds are identity-disjoint, so it is unambiguous)."""
-    root = Path(root)
-    pairs_file = root / "meta" / "pairs.txt"
-    if not pairs_file.is_file():
-        raise DataError(f"LFW not found: {pairs_file} is missing (expected ROOT/meta/pairs.txt and ROOT/images/)")
-    pairs = read_lfw_pairs(pairs_file, root / "images")
-    if folds is not None:
-        pairs = pairs.select(np.isin(pairs.fold, folds))
+    pairs = lfw_pair_set(root, folds)
     fold = np.full(len(pairs.images), -1)
     for side in (pairs.right, pairs.left):
         fold[side] = pairs.fold
@@ -57,23 +53,24 @@ def lfw_images(root: str | Path, folds: list[int] | None = None) -> ImageSet:
     return ImageSet(paths, np.array([p.parent.name for p in paths]), fold)
 
 
+def lfw_pair_set(root: str | Path, folds: list[int] | None = None) -> PairSet:
+    layout = LFWLayout.at(root)
+    pairs = read_lfw_pairs(layout.pairs_file, layout.images)
+    return pairs if folds is None else pairs.select(np.isin(pairs.fold, folds))
+
+
 def folder_images(root: str | Path) -> ImageSet:
     """root/<identity>/<image> trees."""
-    from facerec.data.datasets import ImageFolderDataset
-
-    dataset = ImageFolderDataset(root)
-    paths = [Path(p) for p in dataset.paths]
-    return ImageSet(paths, np.array([p.parent.name for p in paths]))
+    people = identity_tree(root)
+    paths = [path for person in people for path in person.images]
+    return ImageSet(paths, np.array([person.name for person in people for _ in person.images]))
 
 
-def cache_file(cache_dir: Path, model: str, detector: str, tag: str, paths: list[Path]) -> Path:
-    digest = hashlib.sha1("\n".join(str(p) for p in paths).encode()).hexdigest()[:12]
-    slug = "".join(c if c.isalnum() else "-" for c in Path(model).stem)[:40]
-    file = Path(model)
-    if file.is_file():  # a model file: its place and version are part of its name
-        stat = file.stat()
-        slug += "-" + hashlib.sha1(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:8]
-    return cache_dir / f"{slug}_{detector}_{tag or 'plain'}_{len(paths)}_{digest}.npz"
+def cache_file(cache_dir: Path, name: str, digest: str, detector: str, tag: str, paths: list[Path]) -> Path:
+    """The cache file of a model (by its content digest) seeing these images through a detector."""
+    images = hashlib.sha1("\n".join(str(p) for p in paths).encode()).hexdigest()[:12]
+    slug = "".join(c if c.isalnum() else "-" for c in name)[:40]
+    return cache_dir / f"{slug}-{digest[:12]}_{detector}_{tag or 'plain'}_{len(paths)}_{images}.npz"
 
 
 def embeddings_from_file(path: Path, paths: list[Path], flip: bool) -> np.ndarray | None:
@@ -93,54 +90,56 @@ def embed(
     detector: str = "mtcnn",
     cache_dir: str | Path | None = None,
     flip: bool = True,
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
     tag: str = "",
     reuse: dict[str, list[Path]] | None = None,
+    degrade: int = 0,
 ) -> np.ndarray:
     """L2-normalized embeddings of `images` (flip: sum with the mirror image's), computed once
     and kept in `cache_dir`; `reuse` maps a model to .npz files of its embeddings (e.g. from
-    `facerec eval lfw`) to take them from when they hold every image. `tag` names a crop
-    `transform` in the cache."""
-    from facerec.cli import build_aligner
-    from facerec.eval.runner import embed_images
-    from facerec.models.io import load_embedder
-
+    `facerec eval lfw`) to take them from when they hold every image. `degrade` scores faces at
+    that resolution (tagged in the cache)."""
+    tag = tag or (f"lr{degrade}t" if degrade else "")
     if not tag:
-        for candidate in (reuse or {}).get(model, []):
-            found = embeddings_from_file(Path(candidate), images.paths, flip)
-            if found is not None:
-                log.info("embeddings of %d images taken from %s", len(images), candidate)
-                return found
-    target = cache_file(Path(cache_dir), model, detector, tag, images.paths) if cache_dir else None
-    if target is not None:  # this image list, else any cached list of the same model that covers it
-        same_model = target.name.rsplit("_", 2)[0]
-        for candidate in [target, *sorted(target.parent.glob(f"{same_model}_*.npz"))]:
-            found = embeddings_from_file(candidate, images.paths, flip) if candidate.is_file() else None
-            if found is not None:
-                return found
-    embedder = load_embedder(model)
-    result = embed_images(
-        images.paths, embedder, build_aligner(detector, embedder), transform=transform, desc=f"embedding ({model})"
-    )
+        found = _reused(images, (reuse or {}).get(model, []), flip)
+        if found is not None:
+            return found
+    recognition_model = load_recognition_model(model)
+    card = recognition_model.card
+    name = card.name or model
+    target = cache_file(Path(cache_dir), name, card.digest, detector, tag, images.paths) if cache_dir else None
+    if target is not None:
+        found = _cached(target, images, flip)
+        if found is not None:
+            return found
+    pipeline = RecognitionPipeline(recognition_model, detector, several="central", missing="center", degrade=degrade)
+    result = pipeline.embed(images.paths, desc=f"embedding ({model})")
     if target is not None:
         result.save(target, images.paths)
     return result.get(flip)
 
 
-@dataclass
-class Pairs:
-    left: np.ndarray
-    right: np.ndarray
-    same: np.ndarray
-    fold: np.ndarray
+def _reused(images: ImageSet, files: list[Path], flip: bool) -> np.ndarray | None:
+    for candidate in files:
+        found = embeddings_from_file(Path(candidate), images.paths, flip)
+        if found is not None:
+            log.info("embeddings of %d images taken from %s", len(images), candidate)
+            return found
+    return None
+
+
+def _cached(target: Path, images: ImageSet, flip: bool) -> np.ndarray | None:
+    """This image list's cache file, else any cached list of the same model that covers it."""
+    same_model = target.name.rsplit("_", 2)[0]
+    for candidate in [target, *sorted(target.parent.glob(f"{same_model}_*.npz"))]:
+        found = embeddings_from_file(candidate, images.paths, flip) if candidate.is_file() else None
+        if found is not None:
+            return found
+    return None
 
 
 def lfw_pairs_over(images: ImageSet, root: str | Path, folds: list[int] | None = None) -> Pairs:
     """LFW View 2 pairs (optionally some folds) as indices into `images`."""
-    root = Path(root)
-    pairs = read_lfw_pairs(root / "meta" / "pairs.txt", root / "images")
-    if folds is not None:
-        pairs = pairs.select(np.isin(pairs.fold, folds))
+    pairs = lfw_pair_set(root, folds)
     index = {p: i for i, p in enumerate(images.paths)}
     try:
         left = np.array([index[Path(pairs.images[i])] for i in pairs.left])
@@ -148,22 +147,6 @@ def lfw_pairs_over(images: ImageSet, root: str | Path, folds: list[int] | None =
     except KeyError as missing:
         raise DataError(f"pair image {missing} is not among the analyzed images") from None
     return Pairs(left, right, pairs.same, pairs.fold)
-
-
-def sample_pairs(identities: np.ndarray, count: int, seed: int = 0, folds: int = 10) -> Pairs:
-    """`count` verification pairs from labelled images, half genuine, in random order, cut into
-    `folds` contiguous folds."""
-    from facerec.eval.verification import sample_pairs as draw
-
-    codes = np.unique(identities, return_inverse=True)[1]
-    left, right, same = draw(codes, count, seed)
-    fold = np.arange(len(same)) * folds // max(len(same), 1)
-    return Pairs(left, right, same, fold)
-
-
-def cosine_scores(a: np.ndarray, b: np.ndarray, pairs: Pairs) -> np.ndarray:
-    """Score of each pair: left image's row of `a` against right image's row of `b`."""
-    return (a[pairs.left] * b[pairs.right]).sum(1)
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from facerec.analysis.common import Pairs, cosine_scores, normalize
+from facerec.analysis.common import normalize
+from facerec.eval.pairs import Pairs
 from facerec.errors import DataError
-from facerec.eval.metrics import roc_curve, tar_at_far
+from facerec.eval.metrics import roc_curve, tar_at_fars
 from facerec.eval.verification import kfold_accuracy
 
 VARIANTS = ("same-image", "same-identity")
@@ -88,17 +89,12 @@ class Verification:
 
 def verification(scores: np.ndarray, pairs: Pairs, fars: tuple[float, ...] = (1e-2, 1e-3)) -> Verification:
     k = kfold_accuracy(scores, pairs.same, pairs.fold)
-    roc = roc_curve(scores, pairs.same)
-    tar: dict[str, float | str] = {}
-    for far in fars:
-        value = tar_at_far(roc, far)
-        tar[f"{far:g}"] = value if value is not None else f"not measurable: {roc.negatives} impostor pairs"
-    return Verification(k.accuracy, k.std, tar)
+    return Verification(k.accuracy, k.std, tar_at_fars(roc_curve(scores, pairs.same), fars))
 
 
 def mapped_scores(a: np.ndarray, b: np.ndarray, m: np.ndarray, pairs: Pairs) -> np.ndarray:
     """Left image in A's space mapped to B, right image in B's space."""
-    return cosine_scores(normalize(a @ m), b, pairs)
+    return pairs.scores(normalize(a @ m), b)
 
 
 def experiment(
@@ -119,7 +115,7 @@ def experiment(
     if np.isin(pairs.left, pool).any() or np.isin(pairs.right, pool).any():
         raise DataError("the training pool shares images with the evaluation pairs")
     rng = np.random.default_rng(seed)
-    base_b = verification(cosine_scores(b, b, pairs), pairs)
+    base_b = verification(pairs.scores(b, b), pairs)
     report: dict[str, Any] = {
         "pairs": len(pairs.same),
         "pool_images": len(pool),
@@ -128,7 +124,7 @@ def experiment(
         "results": [],
     }
     if a.shape[1] == b.shape[1]:
-        report["a_alone"] = verification(cosine_scores(a, a, pairs), pairs).as_dict()
+        report["a_alone"] = verification(pairs.scores(a, a), pairs).as_dict()
     for variant in variants:
         for size in sizes:
             if size > len(pool):
@@ -164,7 +160,7 @@ def experiment(
 
 
 def plot(report: dict[str, Any], path: Path, title: str = "") -> None:
-    from facerec.eval.report import pyplot
+    from facerec.core.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -194,9 +190,7 @@ def plot(report: dict[str, Any], path: Path, title: str = "") -> None:
     axes[1].set_xlabel("training images N")
     axes[1].set_ylabel("accuracy drop vs B alone (points)")
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def mapping_attack(

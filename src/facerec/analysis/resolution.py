@@ -18,34 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from facerec.core.geometry import ARCFACE_112
-from facerec.analysis.common import Pairs, cosine_scores, normalize
+from facerec.analysis.common import normalize
+from facerec.eval.pairs import Pairs
 from facerec.analysis.linear_map import verification
-from facerec.data.transforms import degrade_resolution
-
-TEMPLATE = 112
-
-
-def template_scale(template: np.ndarray) -> float:
-    """Crop pixels per pixel of the 112x112 template: the ratio of the eye distances."""
-    eyes = np.linalg.norm(np.asarray(template)[1] - np.asarray(template)[0])
-    return float(eyes / np.linalg.norm(ARCFACE_112[1] - ARCFACE_112[0]))
-
-
-def degrade(crop: np.ndarray, size: int, scale: float = 1.0) -> np.ndarray:
-    """The crop as it looks when the face had `size` pixels across the 112 template, back at
-    its own size. `scale`: the crop's pixels per template pixel (1 for a 112 crop, 36/112 for
-    a 36 px model's crop, about 1.51 for dlib's 150 px chip). A crop already that coarse is
-    returned as it is."""
-    target = round(crop.shape[1] * size / (TEMPLATE * scale))
-    return crop if target >= crop.shape[1] else degrade_resolution(crop, max(1, target))
-
-
-def degrader(size: int, template: np.ndarray = ARCFACE_112) -> Callable[[np.ndarray], np.ndarray]:
-    """`degrade` for the crops of a model whose five landmarks sit at `template`."""
-    scale = template_scale(template)
-    return lambda crop: degrade(crop, size, scale)
-
 
 # ---- transforms between point sets ---------------------------------------------------------------
 
@@ -144,7 +119,7 @@ ALIGNERS: dict[str, Callable[[np.ndarray, np.ndarray], Transform]] = {
 
 def distances(a: np.ndarray, b: np.ndarray, pairs: Pairs) -> tuple[np.ndarray, np.ndarray]:
     """Cosine distances of genuine and impostor pairs."""
-    d = 1 - cosine_scores(a, b, pairs)
+    d = 1 - pairs.scores(a, b)
     return d[pairs.same], d[~pairs.same]
 
 
@@ -157,7 +132,7 @@ def describe(hr: np.ndarray, lr: np.ndarray, pairs: Pairs) -> dict[str, Any]:
     for name, (a, b) in settings(hr, lr).items():
         genuine, impostor = distances(a, b, pairs)
         out[name] = {
-            **verification(cosine_scores(a, b, pairs), pairs).as_dict(),
+            **verification(pairs.scores(a, b), pairs).as_dict(),
             "genuine_distance_mean": float(genuine.mean()),
             "impostor_distance_mean": float(impostor.mean()),
         }
@@ -171,7 +146,7 @@ def analyze(
 ) -> dict[str, Any]:
     """hr, lr: embeddings of the same images; pairs index them; `fit`: images (not in any pair)
     the transforms are fitted on."""
-    from facerec.eval.report import write_json
+    from facerec.core.files import write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,12 +164,12 @@ def analyze(
 
 
 def plot_histograms(hr: np.ndarray, moved: dict[str, np.ndarray], pairs: Pairs, path: Path, title: str) -> None:
-    from facerec.eval.report import pyplot
+    from facerec.core.plots import pyplot, save_figure
 
     plt = pyplot()
     rows = list(moved)
     fig, axes = plt.subplots(len(rows), 3, figsize=(10, 2.1 * len(rows)), sharex=True)
-    spread = [1 - cosine_scores(a, b, pairs) for m in moved.values() for a, b in settings(hr, m).values()]
+    spread = [1 - pairs.scores(a, b) for m in moved.values() for a, b in settings(hr, m).values()]
     bins = np.linspace(0, float(np.quantile(np.concatenate(spread), 0.999)), 50)  # models differ in scale
     for r, name in enumerate(rows):
         for c, (setting, (a, b)) in enumerate(settings(hr, moved[name]).items()):
@@ -210,6 +185,4 @@ def plot_histograms(hr: np.ndarray, moved: dict[str, np.ndarray], pairs: Pairs, 
     axes[0, 0].legend(fontsize=7)
     axes[-1, 1].set_xlabel("cosine distance")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)

@@ -110,10 +110,7 @@ def resolution_study(
 ) -> dict[str, Any]:
     images, pairs, fit = split_lfw_folds(source, eval_folds, fit_folds)
     hr = source.embed(images, model, detector)
-    from facerec.models.io import load_embedder
-
-    template = load_embedder(model).template  # the degradation is defined on the 112 template
-    lr = source.embed(images, model, detector, transform=resolution.degrader(size, template), tag=f"lr{size}t")
+    lr = source.embed(images, model, detector, degrade=size)  # degraded on the 112 template
     report = resolution.analyze(hr, lr, pairs, fit, out, size, title=short_name(model))
     report.update(model=model, detector=detector, eval_folds=eval_folds, fit_folds=fit_folds)
     return _finish(report, out)

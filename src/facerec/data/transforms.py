@@ -3,14 +3,15 @@ so that every sample's augmentation is reproducible from its seed (exact resume)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from facerec.core.geometry import warp_affine
 from facerec.config import AugmentConfig
+from facerec.core.geometry import ARCFACE_112, warp_affine
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -78,3 +79,28 @@ class Augment:
         if cfg.color_jitter > 0:
             image = jitter_color(image, cfg.color_jitter, rng)
         return image
+
+
+# ---- resolution loss of aligned crops (`--degrade N`, the resolution study) ----------------
+TEMPLATE = 112  # side of the template the degraded size is measured on
+
+
+def template_scale(template: np.ndarray) -> float:
+    """Crop pixels per pixel of the 112x112 template: the ratio of the eye distances."""
+    eyes = np.linalg.norm(np.asarray(template)[1] - np.asarray(template)[0])
+    return float(eyes / np.linalg.norm(ARCFACE_112[1] - ARCFACE_112[0]))
+
+
+def degrade(crop: np.ndarray, size: int, scale: float = 1.0) -> np.ndarray:
+    """The crop as it looks when the face had `size` pixels across the 112 template, back at
+    its own size. `scale`: the crop's pixels per template pixel (1 for a 112 crop, 36/112 for
+    a 36 px model's crop, about 1.51 for dlib's 150 px chip). A crop already that coarse is
+    returned as it is."""
+    target = round(crop.shape[1] * size / (TEMPLATE * scale))
+    return crop if target >= crop.shape[1] else degrade_resolution(crop, max(1, target))
+
+
+def degrader(size: int, template: np.ndarray = ARCFACE_112) -> Callable[[np.ndarray], np.ndarray]:
+    """`degrade` for the crops of a model whose five landmarks sit at `template`."""
+    scale = template_scale(template)
+    return lambda crop: degrade(crop, size, scale)

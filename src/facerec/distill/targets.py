@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from facerec.errors import DataError
-from facerec.eval.runner import EmbeddedImages, embed_images, rows_by_path
+from facerec.pipeline import Embeddings, RecognitionPipeline, rows_by_path
 
 
 def write_targets(
@@ -26,9 +26,7 @@ def write_targets(
     relative path under this folder (e.g. the original photographs, which it aligns its own
     way, while the student trains on crops aligned for it). `reuse`: .npz files of this
     teacher's embeddings (names = source paths) whose rows are taken instead of embedding."""
-    from facerec.cli import build_aligner
     from facerec.data.datasets import ImageFolderDataset
-    from facerec.models.io import load_embedder
 
     tree = Path(tree)
     paths = [Path(p) for p in ImageFolderDataset(tree).paths]
@@ -40,16 +38,16 @@ def write_targets(
     todo = [i for i, row in enumerate(known) if row is None]
     rows = {i: row for i, row in enumerate(known) if row is not None}
     if todo:
-        embedder = load_embedder(teacher)
-        aligner = build_aligner(detector, embedder)
-        result = embed_images([sources[i] for i in todo], embedder, aligner, desc=f"teacher ({teacher})")
+        # every image gets a target: with no face found, the teacher sees a centered crop
+        pipeline = RecognitionPipeline.load(teacher, detector=detector, several="central", missing="center")
+        result = pipeline.embed([sources[i] for i in todo], desc=f"teacher ({teacher})")
         for k, i in enumerate(todo):
             rows[i] = (result.plain[k], result.flipped[k], bool(result.detected[k]))
     plain = np.stack([rows[i][0] for i in range(len(paths))]).astype(np.float32)
     flipped = np.stack([rows[i][1] for i in range(len(paths))]).astype(np.float32)
     detected = np.array([rows[i][2] for i in range(len(paths))])
     names = [p.resolve() for p in paths]
-    return EmbeddedImages(plain, flipped, detected).save(Path(out), names, sources=np.array([str(s) for s in sources]))
+    return Embeddings(plain, flipped, detected).save(Path(out), names, sources=np.array([str(s) for s in sources]))
 
 
 def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray, np.ndarray, bool] | None]:
@@ -101,16 +99,16 @@ def centered(targets: np.ndarray, mean: np.ndarray) -> np.ndarray:
 def teacher_threshold(targets: np.ndarray, labels: np.ndarray, pairs: int = 20000, seed: int = 0) -> float:
     """The teacher's best 'same person' cosine threshold on random genuine and impostor pairs
     of its (unit) training targets: where the evaluation-oriented term centers its weights."""
-    from facerec.eval.verification import best_threshold, sample_pairs
+    from facerec.eval.pairs import sample_pairs
+    from facerec.eval.verification import best_threshold
 
     try:
-        left, right, same = sample_pairs(labels, pairs, seed)
-    except ValueError as err:
+        drawn = sample_pairs(labels, pairs, seed)
+    except DataError as err:
         raise DataError(
             f"the teacher's threshold is measured on pairs of labelled training images ({err}); set distill.threshold"
         ) from None
-    scores = (targets[left] * targets[right]).sum(1)
-    return best_threshold(scores, same)[0]
+    return best_threshold(drawn.scores(targets), drawn.same)[0]
 
 
 def attach_targets(dataset: object, table: dict[str, np.ndarray], center: bool = False) -> int:

@@ -1,163 +1,191 @@
-"""Readers of verification protocols: LFW pairs files (View 1 and 2), insightface `.bin`
-files, and a generic pairs CSV. Each gives a `PairSet`."""
+"""Evaluation protocols, by name (`PROTOCOLS`): each runs a recognition pipeline on its data and
+returns a report whose `summary` is a flat dict of numbers.
+
+The same protocols run from the CLI (`facerec eval <name>`) and periodically during training
+(`train.eval: [{name: lfw, options: {root: ..., folds: [9]}}]`). A new protocol is a class with
+an `evaluate` method registered here.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-import pickle
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from facerec.core.files import write_json
+from facerec.core.images import identity_tree
+from facerec.data.lfw import LFWLayout
 from facerec.errors import DataError
+from facerec.eval.identification import gallery_probe_split, identification_report
+from facerec.eval.metrics import roc_curve
+from facerec.eval.pairs import PairSet, read_bin, read_lfw_pairs, read_pairs_csv, sample_pairs
+from facerec.eval.report import plot_roc, plot_score_histogram, read_published_roc, verification_metrics
+from facerec.pipeline import RecognitionPipeline
+from facerec.registry import Registry
 
 
+class EvaluationProtocol(Protocol):
+    name: str
+
+    def evaluate(
+        self, pipeline: RecognitionPipeline, out_dir: str | Path | None = None, progress: bool = False
+    ) -> dict[str, Any]:
+        """The report (JSON-ready, with a flat numeric `summary`); plots and embeddings go to
+        `out_dir` when given."""
+        ...
+
+
+PROTOCOLS: Registry[EvaluationProtocol] = Registry("evaluation protocol")
+
+
+def build_protocol(name: str, options: dict[str, Any] | None = None) -> EvaluationProtocol:
+    return PROTOCOLS.build(name, **(options or {}))
+
+
+# ---- verification on pairs ------------------------------------------------------------------
 @dataclass
-class PairSet:
-    """Pairs over a list of images: images are paths (or decoded arrays for .bin files)."""
+class PairProtocol:
+    """1:1 verification of a PairSet: 10-fold accuracy, ROC, AUC, EER, TAR@FAR, with and without
+    flip; JSON, ROC and score-histogram PNGs and the embeddings .npz when `out_dir` is given."""
 
-    images: list  # unique images: Path or np.ndarray (uint8 RGB)
-    left: np.ndarray  # index into images
-    right: np.ndarray
-    same: np.ndarray  # bool
-    fold: np.ndarray  # protocol fold of each pair
-    names: list[str] = field(default_factory=list)  # printable name per image
+    pairs: PairSet
+    name: str = "pairs"
+    published: list[Path] = field(default_factory=list)  # published ROC files drawn beside ours
 
-    def __len__(self) -> int:
-        return len(self.same)
+    def evaluate(
+        self, pipeline: RecognitionPipeline, out_dir: str | Path | None = None, progress: bool = False
+    ) -> dict[str, Any]:
+        start = time.perf_counter()
+        embedded = pipeline.embed(self.pairs.images, progress=progress, desc=f"embedding ({self.name})")
+        seconds = time.perf_counter() - start
+        report: dict[str, Any] = {
+            "protocol": self.name,
+            "model": pipeline.model.name,
+            "model_digest": pipeline.model.digest,
+            "pipeline": pipeline.name,
+            "pipeline_options": pipeline.describe(),
+            "images": len(self.pairs.images),
+            "faces_detected": int(embedded.detected.sum()) if pipeline.aligner is not None else None,
+            "seconds": seconds,
+            "images_per_second": len(self.pairs.images) / seconds,
+        }
+        for flip in (False, True):
+            report["flip" if flip else "no_flip"] = verification_metrics(
+                self.pairs.scores(embedded.get(flip)), self.pairs.same, self.pairs.fold
+            )
+        report["summary"] = pair_summary(report["flip" if pipeline.flip else "no_flip"])
+        if out_dir is not None:
+            self._write(Path(out_dir), report, embedded, pipeline.name)
+        return report
 
-    def select(self, keep: np.ndarray) -> PairSet:
-        """The pairs where `keep` is true, with only the images they use."""
-        left, right = self.left[keep], self.right[keep]
-        used = np.unique(np.concatenate([left, right]))
-        remap = np.full(len(self.images), -1)
-        remap[used] = np.arange(len(used))
-        return PairSet(
-            [self.images[i] for i in used],
-            remap[left],
-            remap[right],
-            self.same[keep],
-            self.fold[keep],
-            [self.names[i] for i in used],
-        )
-
-
-def _index(paths: list[Path]) -> tuple[list[Path], np.ndarray]:
-    unique: dict[Path, int] = {}
-    idx = np.array([unique.setdefault(p, len(unique)) for p in paths], dtype=np.int64)
-    return list(unique), idx
-
-
-def lfw_image_path(root: Path, name: str, number: int) -> Path:
-    return root / name / f"{name}_{number:04d}.jpg"
-
-
-def read_lfw_pairs(pairs_file: str | Path, images_root: str | Path) -> PairSet:
-    """LFW `pairs.txt` (header 'folds n': each fold n matched then n mismatched lines) or a
-    View 1 `pairsDevTest.txt` (header 'n': one fold)."""
-    pairs_file, root = Path(pairs_file), Path(images_root)
-    if not pairs_file.is_file():
-        raise DataError(f"pairs file not found: {pairs_file}")
-    lines = [line.split() for line in pairs_file.read_text().splitlines() if line.strip()]
-    header = [int(v) for v in lines[0]]
-    folds, per_fold = (header[0], header[1]) if len(header) == 2 else (1, header[0])
-    body = lines[1:]
-    if len(body) != folds * 2 * per_fold:
-        raise DataError(f"{pairs_file}: header promises {folds * 2 * per_fold} pairs, found {len(body)} lines")
-    a, b, same, fold = [], [], [], []
-    for i, parts in enumerate(body):
-        if len(parts) == 3:
-            a.append(lfw_image_path(root, parts[0], int(parts[1])))
-            b.append(lfw_image_path(root, parts[0], int(parts[2])))
-            same.append(True)
-        elif len(parts) == 4:
-            a.append(lfw_image_path(root, parts[0], int(parts[1])))
-            b.append(lfw_image_path(root, parts[2], int(parts[3])))
-            same.append(False)
-        else:
-            raise DataError(f"{pairs_file}:{i + 2}: expected 3 or 4 fields, got {len(parts)}")
-        fold.append(i // (2 * per_fold))
-    return _pairset(a, b, same, fold)
+    def _write(self, out: Path, report: dict[str, Any], embedded: Any, name: str) -> None:
+        curves = {}
+        for key in ("no_flip", "flip"):
+            scores = self.pairs.scores(embedded.get(key == "flip"))
+            curves[f"{name} ({key.replace('_', ' ')})"] = roc_curve(scores, self.pairs.same)
+            threshold = float(np.mean(report[key]["fold_thresholds"]))
+            out.mkdir(parents=True, exist_ok=True)
+            plot_score_histogram(scores, self.pairs.same, out / f"histogram_{key}.png", threshold, f"{name}, {key}")
+        published = {p.stem: read_published_roc(p) for p in self.published}
+        plot_roc(curves, out / "roc.png", published, title=f"{name}: {len(self.pairs)} pairs")
+        embedded.save(out / "embeddings.npz", self.pairs.names)
+        write_json(out / "report.json", report)
 
 
-def _pairset(a: list[Path], b: list[Path], same: list[bool], fold: list[int]) -> PairSet:
-    missing = next((p for p in a + b if not p.is_file()), None)
-    if missing is not None:
-        raise DataError(f"image of a pair not found: {missing}")
-    images, idx = _index(a + b)
-    n = len(a)
-    return PairSet(images, idx[:n], idx[n:], np.array(same), np.array(fold), [str(p) for p in images])
+def pair_summary(metrics: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers of verification_metrics, flat (TAR@FAR only where measurable)."""
+    summary = {
+        "accuracy": metrics["kfold_accuracy"],
+        "accuracy_std": metrics["kfold_std"],
+        "threshold": float(np.mean(metrics["fold_thresholds"])),
+        "auc": metrics["auc"],
+        "eer": metrics["eer"],
+    }
+    for far, tar in metrics["tar_at_far"].items():
+        if isinstance(tar, float):
+            summary[f"tar_at_far_{far}"] = tar
+    return summary
 
 
-def read_pairs_csv(csv_file: str | Path, base: str | Path | None = None) -> PairSet:
-    """Lines `path1,path2,label[,fold]` (label 1 = same identity); a header line is allowed;
-    relative paths are taken from `base` (default: the CSV's folder)."""
-    csv_file = Path(csv_file)
-    if not csv_file.is_file():
-        raise DataError(f"pairs CSV not found: {csv_file}")
-    base = Path(base) if base else csv_file.parent
-    a, b, same, fold = [], [], [], []
-    with csv_file.open(newline="") as fh:
-        for number, row in enumerate(csv.reader(fh), 1):
-            if not row or row[0].startswith("#"):
-                continue
-            if number == 1 and row[2].strip().lower() in ("label", "same", "issame"):
-                continue
-            if len(row) not in (3, 4) or row[2].strip() not in ("0", "1"):
-                raise DataError(f"{csv_file}:{number}: expected path1,path2,label(0/1)[,fold], got {row}")
-            a.append(base / row[0].strip())
-            b.append(base / row[1].strip())
-            same.append(row[2].strip() == "1")
-            fold.append(int(row[3]) if len(row) == 4 else -1)
-    if not a:
-        raise DataError(f"pairs CSV {csv_file} has no pairs")
-    if all(f == -1 for f in fold):  # no folds given: ten contiguous folds
-        fold = list(np.arange(len(a)) * 10 // len(a))
-    return _pairset(a, b, same, fold)
+@PROTOCOLS.register("lfw")
+def lfw(
+    root: str | Path, pairs: str | Path | None = None, folds: list[int] | None = None, published: list | None = None
+) -> PairProtocol:
+    """LFW View 2 (ten folds of `meta/pairs.txt`; `folds` keeps some) or View 1 with `pairs`."""
+    layout = LFWLayout.at(root)
+    pair_set = read_lfw_pairs(Path(pairs) if pairs else layout.pairs_file, layout.images)
+    if folds:
+        pair_set = pair_set.select(np.isin(pair_set.fold, folds))
+        if not len(pair_set):
+            raise DataError(f"LFW folds {folds} hold no pairs (folds are 0-9)")
+    return PairProtocol(pair_set, "lfw", [Path(p) for p in published or []])
 
 
-def read_bin(bin_file: str | Path, folds: int = 10) -> PairSet:
-    """insightface verification `.bin`: a pickle of (list of encoded images, issame list);
-    images 2i and 2i+1 form pair i; folds are contiguous blocks."""
-    from PIL import Image
+@PROTOCOLS.register("pairs")
+def pairs_csv(csv: str | Path, base: str | Path | None = None) -> PairProtocol:
+    """A CSV of `path1,path2,label[,fold]` lines."""
+    return PairProtocol(read_pairs_csv(csv, base), Path(csv).stem)
 
-    bin_file = Path(bin_file)
-    if not bin_file.is_file():
-        raise DataError(f".bin file not found: {bin_file}")
-    try:
-        with bin_file.open("rb") as fh:
-            bins, issame = pickle.load(fh, encoding="bytes")
-    except Exception as exc:
-        raise DataError(f"{bin_file} is not an insightface .bin verification file: {exc}") from exc
-    if len(bins) != 2 * len(issame):
-        raise DataError(f"{bin_file}: {len(bins)} images for {len(issame)} pairs (need 2 per pair)")
-    images = []
-    for i, raw in enumerate(bins):
+
+@PROTOCOLS.register("bin")
+def bin_file(file: str | Path) -> PairProtocol:
+    """An insightface-style `.bin` of aligned pairs (lfw.bin, cfp_fp.bin, agedb_30.bin ...)."""
+    return PairProtocol(read_bin(file), Path(file).stem)
+
+
+# ---- verification on a labelled set (held-out identities) -----------------------------------
+@dataclass
+class HeldOutPairs:
+    """Random genuine and impostor pairs of a labelled FaceDataset of aligned crops (the
+    identities a training run holds out): 10-fold accuracy at the threshold of the other folds."""
+
+    dataset: Any  # FaceDataset: __getitem__ -> (crop tensor, label, ...), `labels`
+    num_pairs: int = 6000
+    seed: int = 0
+    name: str = "held_out"
+
+    def evaluate(
+        self, pipeline: RecognitionPipeline, out_dir: str | Path | None = None, progress: bool = False
+    ) -> dict[str, Any]:
+        emb = pipeline.embed_dataset(self.dataset)
+        pairs = sample_pairs(self.dataset.labels, self.num_pairs, self.seed)
+        metrics = verification_metrics(pairs.scores(emb), pairs.same, pairs.fold)
+        report = {"protocol": self.name, "flip": metrics, "summary": pair_summary(metrics)}
+        if out_dir is not None:
+            write_json(Path(out_dir) / "report.json", report)
+        return report
+
+
+# ---- identification -------------------------------------------------------------------------
+@PROTOCOLS.register("identify")
+@dataclass
+class Identification:
+    """Closed- and open-set 1:N identification on an identity-folder tree: some images per
+    identity enrolled, the rest probe; a fraction of identities never enrolled (non-mated)."""
+
+    root: str | Path
+    seed: int = 0
+    gallery_images: int = 1
+    unenrolled: float = 0.3
+    name: str = "identify"
+
+    def evaluate(
+        self, pipeline: RecognitionPipeline, out_dir: str | Path | None = None, progress: bool = False
+    ) -> dict[str, Any]:
+        tree = identity_tree(self.root)
+        paths = [path for identity in tree for path in identity.images]
+        labels = np.array([k for k, identity in enumerate(tree) for _ in identity.images])
+        emb = pipeline.embed(paths, progress=progress, desc="embedding (identify)").get(pipeline.flip)
         try:
-            images.append(np.asarray(Image.open(io.BytesIO(bytes(raw))).convert("RGB")))
-        except Exception as exc:
-            raise DataError(f"{bin_file}: image {i} cannot be decoded: {exc}") from exc
-    n = len(issame)
-    return PairSet(
-        images,
-        np.arange(0, 2 * n, 2),
-        np.arange(1, 2 * n, 2),
-        np.array(issame, dtype=bool),
-        np.arange(n) * folds // n,
-        [f"{bin_file.name}#{i}" for i in range(2 * n)],
-    )
-
-
-def write_bin(path: str | Path, images: list[np.ndarray], issame: list[bool]) -> None:
-    """Write an insightface-style `.bin` (JPEG-encoded images), e.g. for tests and exports."""
-    from PIL import Image
-
-    encoded = []
-    for img in images:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=95)
-        encoded.append(buf.getvalue())
-    with Path(path).open("wb") as fh:
-        pickle.dump((encoded, list(issame)), fh, protocol=4)
+            split = gallery_probe_split(labels, self.seed, self.gallery_images, self.unenrolled)
+        except ValueError as exc:
+            raise DataError(f"{self.root}: {exc}") from None
+        report = {"protocol": self.name, "model": pipeline.model.name, "seed": self.seed}
+        report.update(identification_report(emb, labels, split))
+        report["summary"] = {k: float(report[k]) for k in ("rank1", "rank5") if k in report}
+        if out_dir is not None:
+            write_json(Path(out_dir) / "identification.json", report)
+        return report

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facerec.eval.pairs import sample_pairs
+
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     """The threshold (score >= t means 'same') maximizing accuracy, and that accuracy.
@@ -69,34 +71,9 @@ def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray | int
     return KFoldResult(float(np.mean(accs)), float(np.std(accs)), accs, ths)
 
 
-def sample_pairs(labels: np.ndarray, num_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Half genuine, half impostor pairs (i, j, same) drawn at random with a fixed seed."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    by_id = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
-    multi = [c for c, idx in by_id.items() if len(idx) >= 2]
-    if not multi or len(by_id) < 2:
-        raise ValueError("verification pairs need an identity with two images and two identities")
-    half = num_pairs // 2
-    genuine = []
-    for c in rng.choice(multi, half):
-        i, j = rng.choice(by_id[c], 2, replace=False)
-        genuine.append((i, j))
-    impostor = []
-    while len(impostor) < num_pairs - half:
-        i, j = rng.integers(0, len(labels), 2)
-        if labels[i] != labels[j]:
-            impostor.append((i, j))
-    pairs = np.array(genuine + impostor)
-    same = np.array([True] * half + [False] * (num_pairs - half))
-    perm = rng.permutation(num_pairs)
-    return pairs[perm, 0], pairs[perm, 1], same[perm]
-
-
 def verify_embeddings(
     embeddings: np.ndarray, labels: np.ndarray, num_pairs: int = 6000, seed: int = 0, folds: int = 10
 ) -> KFoldResult:
     """10-fold verification accuracy on random pairs of a labelled embedding set (cosine)."""
-    i, j, same = sample_pairs(labels, num_pairs, seed)
-    scores = (embeddings[i] * embeddings[j]).sum(1)
-    return kfold_accuracy(scores, same, folds)
+    pairs = sample_pairs(labels, num_pairs, seed)
+    return kfold_accuracy(pairs.scores(embeddings), pairs.same, folds)

@@ -1,4 +1,10 @@
-"""Saving and loading embedding models with the config that rebuilds them."""
+"""Model files: exporting a backbone with its card, and loading any model by name or path.
+
+`load_recognition_model(spec)` is the one way to get a model for inference: `spec` is a named
+model of the `MODELS` registry ('default', 'dlib', ...), an exported model file or a training
+checkpoint. Files written before cards existed still load; their card is rebuilt from what
+they hold (architecture, input size, weights, the threshold they recorded).
+"""
 
 from __future__ import annotations
 
@@ -10,82 +16,70 @@ import numpy as np
 import torch
 from torch import nn
 
-from facerec.core.geometry import ARCFACE_112
 from facerec.config import upgrade_stored
+from facerec.core.files import torch_save
 from facerec.errors import FacerecError
+from facerec.models.card import ModelCard, ThresholdRecord, card_for_backbone
+from facerec.models.registry import MODELS
 
-
-def export_model(
-    path: str | Path, backbone: nn.Module, model_cfg: dict[str, Any], input_size: int, threshold: float | None = None
-) -> Path:
-    """A self-contained model file; `threshold` is the cosine 'same person' threshold measured
-    on held-out identities, used by verify/identify when the user gives none."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": "facerec-model",
-        "version": 1,
-        "model": model_cfg,
-        "input_size": input_size,
-        "state_dict": backbone.state_dict(),
-        "threshold": threshold,
-    }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+MODEL_FORMAT = "facerec-model"
 
 
 @dataclass
-class Embedder:
-    """An embedding network with the alignment its input expects."""
+class RecognitionModel:
+    """An embedding network with the card that says how to feed it and how to read its scores."""
 
     net: nn.Module
-    input_size: int
-    template: np.ndarray  # five landmark positions in the (input_size x input_size) crop
-    name: str
-    threshold: float | None = None  # calibrated 'same person' cosine threshold, when known
+    card: ModelCard
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
+
+    @property
+    def template(self) -> np.ndarray:
+        return self.card.template_points
+
+    @property
+    def name(self) -> str:
+        return self.card.name or self.card.architecture
+
+    @property
+    def digest(self) -> str:
+        return self.card.digest
 
 
-# The model facerec ships (trained by `scripts/train_default_model.sh`; card: docs/model_card.md)
-DEFAULT_MODEL_FILE = Path(__file__).parent / "weights" / "default.pt"
+def export_model(
+    path: str | Path,
+    backbone: nn.Module,
+    backbone_cfg: dict[str, Any],
+    thresholds: list[ThresholdRecord] | None = None,
+    name: str = "",
+    notes: str = "",
+) -> Path:
+    """A self-contained model file: the backbone's weights and its card. `backbone_cfg` holds
+    name, embedding_size, input_size and options (the run's `backbone` config section)."""
+    state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
+    card = card_for_backbone(backbone_cfg, state, thresholds, name=name or Path(path).parent.name, notes=notes)
+    return write_model_file(path, card, state)
 
 
-def load_embedder(spec: str | Path, device: str | torch.device = "cpu") -> Embedder:
-    """'default' for the shipped model, 'dlib' for the reference model, else a facerec model
-    file or checkpoint."""
-    if str(spec) == "dlib":
-        from facerec.models.reference import DLIB_150, DlibResNet
-
-        return Embedder(DlibResNet(), 150, DLIB_150, "dlib")
-    name = "default" if str(spec) == "default" else Path(spec).stem
-    net, size, threshold = load_model_file(spec, device)
-    return Embedder(net, size, ARCFACE_112 * size / 112.0, name, threshold)
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
-    """Load an exported model or a training checkpoint; returns (backbone in eval mode, input size)."""
-    net, size, _ = load_model_file(path, device)
-    return net, size
+def write_model_file(path: str | Path, card: ModelCard, state: dict[str, torch.Tensor]) -> Path:
+    payload = {"format": MODEL_FORMAT, "version": 2, "card": card.to_json(), "state_dict": state}
+    return torch_save(payload, Path(path))
 
 
 @dataclass
 class ModelFile:
     """What an exported model file or a training checkpoint holds of the embedding network."""
 
-    model: dict[str, Any]  # the model config (name, embedding_size, options)
-    input_size: int
+    card: ModelCard
     backbone: dict[str, torch.Tensor]  # the backbone's state dict
-    threshold: float | None
     net: dict[str, torch.Tensor] | None = None  # a checkpoint's whole training network (heads too)
 
 
 def read_model_file(path: str | Path) -> ModelFile:
-    """Either file format; 'default' names the shipped model."""
-    if str(path) == "default":
-        path = DEFAULT_MODEL_FILE
-        if not path.is_file():
-            raise FacerecError(f"the default model file is missing from this installation ({path})")
+    """An exported model file (with or without a card) or a training checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise FacerecError(f"model file not found: {path}")
@@ -93,22 +87,52 @@ def read_model_file(path: str | Path) -> ModelFile:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise FacerecError(f"cannot read model file {path}: {exc}") from exc
-    if isinstance(payload, dict) and payload.get("format") == "facerec-checkpoint":
-        cfg, net = payload["config"], payload["net"]
-        backbone = {k[len("backbone.") :]: v for k, v in net.items() if k.startswith("backbone.")}
-        cfg = upgrade_stored(cfg)
-        return ModelFile(cfg["backbone"], cfg["backbone"]["input_size"], backbone, None, net)
-    if isinstance(payload, dict) and payload.get("format") == "facerec-model":
-        size = payload.get("input_size", payload.get("image_size"))
-        return ModelFile(payload["model"], size, payload["state_dict"], payload.get("threshold"))
-    raise FacerecError(f"{path} is neither a facerec training checkpoint nor a facerec model file")
+    if not isinstance(payload, dict) or payload.get("format") not in (MODEL_FORMAT, "facerec-checkpoint"):
+        raise FacerecError(f"{path} is neither a facerec training checkpoint nor a facerec model file")
+    if payload["format"] == "facerec-checkpoint":
+        return _from_checkpoint(payload, path)
+    if "card" in payload:
+        return ModelFile(ModelCard.from_json(payload["card"]), payload["state_dict"])
+    return _from_card_less_file(payload, path)
 
 
-def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int, float | None]:
+def _from_checkpoint(payload: dict[str, Any], path: Path) -> ModelFile:
+    cfg, net = upgrade_stored(payload["config"]), payload["net"]
+    backbone = {k[len("backbone.") :]: v for k, v in net.items() if k.startswith("backbone.")}
+    card = card_for_backbone(cfg["backbone"], backbone, name=f"{path.parent.parent.name}:{path.stem}")
+    return ModelFile(card, backbone, net)
+
+
+def _from_card_less_file(payload: dict[str, Any], path: Path) -> ModelFile:
+    """Version-1 files: the backbone config, input size and one held-out threshold."""
+    size = payload.get("input_size", payload.get("image_size"))
+    thresholds = []
+    if payload.get("threshold") is not None:
+        thresholds.append(ThresholdRecord(float(payload["threshold"]), "none", True, "held-out identities"))
+    cfg = {**payload["model"], "input_size": size}
+    card = card_for_backbone(cfg, payload["state_dict"], thresholds, name=path.parent.name or path.stem)
+    return ModelFile(card, payload["state_dict"])
+
+
+def build_from_file(found: ModelFile, device: str | torch.device = "cpu") -> RecognitionModel:
     from facerec.models import build_backbone
 
-    found = read_model_file(path)
-    cfg = found.model
-    backbone = build_backbone(cfg["name"], cfg["embedding_size"], found.input_size, cfg.get("options"))
-    backbone.load_state_dict(found.backbone)
-    return backbone.to(device).eval(), found.input_size, found.threshold
+    card = found.card
+    net = build_backbone(card.architecture, card.embedding_size, card.input_size, card.options)
+    net.load_state_dict(found.backbone)
+    return RecognitionModel(net.to(device).eval(), card)
+
+
+def load_recognition_model(spec: str | Path, device: str | torch.device = "cpu") -> RecognitionModel:
+    """A named model ('default', 'dlib', see `facerec components`) or a model file / checkpoint."""
+    if str(spec) in MODELS:
+        return MODELS.build(str(spec), device=device)
+    if not Path(spec).exists() and Path(spec).suffix == "":
+        MODELS.get(str(spec))  # not a file either: the error lists the named models
+    return build_from_file(read_model_file(spec), device)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
+    """The backbone in eval mode and its input size, from a model file, checkpoint or name."""
+    model = load_recognition_model(path, device)
+    return model.net, model.input_size

@@ -1,0 +1,275 @@
+"""The one path from images to embeddings.
+
+A `RecognitionPipeline` is a model seen through a detector and an alignment policy, with a
+crop transform (the resolution loss of `--degrade`), flip test-time augmentation, a device and
+a batch size. Every command embeds through it: `embed`, `eval`, `analyze`, `distill-targets`,
+`verify` / `enroll` / `identify`, the trainer's validation and its on-the-fly teacher.
+
+Input may be image paths, decoded RGB arrays, or batches of crops that are already aligned
+(tensors in [-1, 1]). For each image the pipeline reports every face the detector found and the
+embedding of the one it chose, so the service (all faces) and the protocols (one face per
+image) share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from facerec.align.pipeline import PRE_ALIGNED, AlignPolicy, NoFaceError, build_aligner
+from facerec.align.types import Aligned, Face
+from facerec.core.device import pick_device
+from facerec.core.files import save_npz
+from facerec.core.images import decode_image
+from facerec.data.transforms import degrader, resize, to_tensor
+from facerec.errors import DataError, FacerecError
+from facerec.models.card import ThresholdRecord, arcface_template
+from facerec.models.io import RecognitionModel, load_recognition_model
+
+Image = str | Path | np.ndarray
+CropTransform = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of a list of images, with and without flip augmentation (one pass)."""
+
+    plain: np.ndarray  # L2-normalized embedding of each image
+    flipped: np.ndarray  # L2-normalized (embedding + embedding of the mirror image)
+    detected: np.ndarray  # bool: a face was detected (False: fallback crop or pre-aligned input)
+
+    def get(self, flip: bool) -> np.ndarray:
+        return self.flipped if flip else self.plain
+
+    def save(self, path: Path, names: Sequence[str | Path], **extra: np.ndarray) -> Path:
+        """The embeddings .npz that `facerec eval`, the analysis cache and distillation targets
+        share: plain, flipped, detected and the image names (plus any `extra` arrays)."""
+        names_array = np.array([str(n) for n in names])
+        return save_npz(
+            path, plain=self.plain, flipped=self.flipped, detected=self.detected, names=names_array, **extra
+        )
+
+
+def rows_by_path(names: Sequence[str]) -> dict[str, int]:
+    """The row of each image of an embeddings .npz, keyed by its resolved path."""
+    return {str(Path(name).resolve()): i for i, name in enumerate(names)}
+
+
+@dataclass
+class ImageResult:
+    """What the pipeline saw in one image."""
+
+    source: str
+    faces: list[Face]  # every face the detector found (empty for pre-aligned input)
+    face: Face | None  # the face that was embedded (None: fallback crop, or pre-aligned input)
+    embedding: np.ndarray | None  # L2-normalized; None when there was no face to embed
+    error: str | None = None  # why there is no embedding
+    face_embeddings: list[np.ndarray] | None = None  # with every_face=True: one per entry of `faces`
+
+
+class RecognitionPipeline:
+    """model + detector + alignment policy + crop transform + flip + device + batch size."""
+
+    def __init__(
+        self,
+        model: RecognitionModel,
+        detector: str = "mtcnn",
+        several: str = "largest",
+        missing: str = "skip",
+        degrade: int = 0,
+        flip: bool = True,
+        device: str | torch.device = "auto",
+        batch_size: int = 32,
+    ) -> None:
+        self.model, self.detector, self.flip, self.batch_size = model, detector, flip, batch_size
+        self.device = pick_device(str(device))
+        self.net = model.net.to(self.device).eval()
+        self.policy = AlignPolicy(several=several, missing=missing)
+        size = (model.input_size, model.input_size)
+        self.aligner = build_aligner(detector, model.template, size, self.policy, device=str(self.device))
+        self.degrade = degrade
+        self.transform: CropTransform | None = degrader(degrade, model.template) if degrade else None
+
+    # ---- construction ---------------------------------------------------------------------
+    @classmethod
+    def load(cls, model: str | Path, **options: Any) -> RecognitionPipeline:
+        """A pipeline over a named model ('default', 'dlib') or a model file / checkpoint."""
+        device = pick_device(str(options.get("device", "auto")))
+        return cls(load_recognition_model(model, device), **{**options, "device": device})
+
+    @classmethod
+    def for_network(
+        cls,
+        net: nn.Module,
+        input_size: int,
+        device: str | torch.device = "cpu",
+        flip: bool = True,
+        batch_size: int = 256,
+    ) -> RecognitionPipeline:
+        """An in-memory backbone (e.g. during training) over aligned crops."""
+        from facerec.models.card import ModelCard
+
+        card = ModelCard("in-memory", 0, input_size, "arcface_112", arcface_template(input_size), digest="")
+        return cls(RecognitionModel(net, card), PRE_ALIGNED, flip=flip, device=device, batch_size=batch_size)
+
+    # ---- description ----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        degraded = f", faces degraded to {self.degrade} px" if self.degrade else ""
+        return f"{self.model.name}+{self.detector}{degraded}"
+
+    def describe(self) -> dict[str, Any]:
+        """The pipeline as reports and galleries record it."""
+        return {
+            "model": self.model.name,
+            "model_digest": self.model.digest,
+            "detector": self.detector,
+            "several": self.policy.several,
+            "missing": self.policy.missing,
+            "degrade": self.degrade,
+            "flip": self.flip,
+        }
+
+    def threshold(self) -> ThresholdRecord | None:
+        """The model card's 'same person' threshold for this detector and flip setting."""
+        return self.model.card.threshold_for(self.detector, self.flip)
+
+    # ---- images -> crops ------------------------------------------------------------------
+    def align(self, image: Image) -> Aligned:
+        """The model's crop of an image (path or RGB array), following the alignment policy."""
+        array = decode_image(image) if isinstance(image, str | Path) else _rgb(image)
+        if self.aligner is None:
+            crop = resize(array, self.model.input_size)
+            aligned = Aligned(crop, None, [])
+        else:
+            try:
+                aligned = self.aligner.align(array)
+            except NoFaceError as exc:
+                raise NoFaceError(
+                    f"no face detected in {image}" if isinstance(image, str | Path) else str(exc)
+                ) from exc
+        if self.transform is not None:
+            aligned.crop = self.transform(aligned.crop)
+        return aligned
+
+    # ---- crops -> embeddings --------------------------------------------------------------
+    @torch.no_grad()
+    def embed_tensors(self, images: torch.Tensor, flip: bool | None = None) -> torch.Tensor:
+        """L2-normalized embeddings of a batch of crops (N, 3, H, W) in [-1, 1], resized to the
+        model's input when they differ; with flip, the sum of each crop's and its mirror's."""
+        flip = self.flip if flip is None else flip
+        size = self.model.input_size
+        images = images.to(self.device)
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        was_training = self.net.training
+        self.net.eval()
+        emb = self.net(images).float()
+        if flip:
+            emb = emb + self.net(images.flip(3)).float()
+        self.net.train(was_training)
+        return F.normalize(emb, dim=1)
+
+    @torch.no_grad()
+    def _both(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(plain, flip-summed) L2-normalized embeddings, with one forward pass per direction."""
+        crops = crops.to(self.device)
+        emb, mirrored = self.net(crops).float(), self.net(crops.flip(3)).float()
+        return F.normalize(emb, dim=1).cpu(), F.normalize(emb + mirrored, dim=1).cpu()
+
+    def embed(self, images: Sequence[Image], progress: bool = True, desc: str = "embedding") -> Embeddings:
+        """One embedding per image for the protocols: with and without flip, in one pass. Images
+        without a face follow the policy (missing='center': a centered crop; 'skip': an error)."""
+        plain, flipped, detected = [], [], []
+        for batch in self._batches(images, progress, desc):
+            aligned = [self.align(image) for image in batch]
+            e, ef = self._both(torch.stack([to_tensor(a.crop) for a in aligned]))
+            plain.append(e)
+            flipped.append(ef)
+            detected.extend(a.face is not None for a in aligned)
+        if not plain:
+            raise DataError("nothing to embed: the image list is empty")
+        return Embeddings(torch.cat(plain).numpy(), torch.cat(flipped).numpy(), np.array(detected, dtype=bool))
+
+    def embed_dataset(self, dataset: Any, num_workers: int = 0) -> np.ndarray:
+        """Embeddings of every image of a FaceDataset (aligned crops, no augmentation), in order."""
+        loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, num_workers=num_workers)
+        was_training = self.net.training
+        out = [self.embed_tensors(images).cpu() for images, *_ in loader]
+        self.net.train(was_training)
+        return torch.cat(out).numpy()
+
+    def represent(self, image: Image) -> np.ndarray:
+        """The embedding of the chosen face of one image; NoFaceError when it shows none."""
+        crop = self.align(image).crop
+        return self.embed_tensors(to_tensor(crop)[None])[0].cpu().numpy()
+
+    def run(self, images: Sequence[Image], every_face: bool = False, progress: bool = False) -> list[ImageResult]:
+        """For each image: every face found, the chosen face and its embedding (and, with
+        every_face, an embedding per face found). An image with no face or that cannot be read
+        gets an error instead of stopping the batch."""
+        results = []
+        for batch in self._batches(images, progress, "recognizing"):
+            results.extend(self._run_batch(batch, every_face))
+        return results
+
+    def _run_batch(self, batch: Sequence[Image], every_face: bool) -> list[ImageResult]:
+        results, crops, owners = [], [], []
+        for image in batch:
+            source = str(image) if isinstance(image, str | Path) else "<array>"
+            try:
+                aligned = self.align(image)
+            except (NoFaceError, DataError) as exc:
+                results.append(ImageResult(source, [], None, None, error=str(exc)))
+                continue
+            result = ImageResult(source, aligned.faces, aligned.face, None)
+            results.append(result)
+            for crop in self._face_crops(image, aligned, every_face):
+                crops.append(to_tensor(crop))
+                owners.append(result)
+        if crops:
+            embeddings = self.embed_tensors(torch.stack(crops)).cpu().numpy()
+            for result, emb in zip(owners, embeddings, strict=True):
+                _attach(result, emb, every_face)
+        return results
+
+    def _face_crops(self, image: Image, aligned: Aligned, every_face: bool) -> list[np.ndarray]:
+        """The chosen face's crop, then (every_face) the crop of each face found, in order."""
+        if not every_face or not aligned.faces:
+            return [aligned.crop]
+        if not hasattr(self.aligner, "crop"):
+            raise FacerecError(f"detector '{self.detector}' cannot crop every face; use mtcnn or dlib")
+        array = decode_image(image) if isinstance(image, str | Path) else _rgb(image)
+        crops = [self.aligner.crop(array, face) for face in aligned.faces]  # type: ignore[union-attr]
+        return [aligned.crop, *(self.transform(c) if self.transform else c for c in crops)]
+
+    def _batches(self, images: Sequence[Image], progress: bool, desc: str) -> Iterator[Sequence[Image]]:
+        bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
+        for start in range(0, len(images), self.batch_size):
+            batch = images[start : start + self.batch_size]
+            yield batch
+            bar.update(len(batch))
+        bar.close()
+
+
+def _attach(result: ImageResult, embedding: np.ndarray, every_face: bool) -> None:
+    """The first embedding of an image is its chosen face's; the rest, one per face found."""
+    if result.embedding is None:
+        result.embedding = embedding
+    elif every_face:
+        result.face_embeddings = [*(result.face_embeddings or []), embedding]
+
+
+def _rgb(image: Any) -> np.ndarray:
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise DataError(f"an image array must be uint8 RGB of shape (H, W, 3), got {array.dtype} {array.shape}")
+    return array
