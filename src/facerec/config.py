@@ -102,6 +102,16 @@ class ScheduleConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """An evaluation protocol run during training (registry `facerec.eval.protocols.PROTOCOLS`:
+    lfw, pairs, bin, identify), e.g. {name: lfw, options: {root: ../shared/data/lfw, folds: [9]}}."""
+
+    name: str = "lfw"
+    options: dict[str, Any] = field(default_factory=dict)
+    detector: str = "none"  # how the model sees its images: none (aligned crops), mtcnn, dlib
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 1
     max_steps: int = 0  # 0: epochs decide
@@ -114,6 +124,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 20
     eval_every: int = 0  # steps; 0: only at the end
+    eval: list[ProtocolConfig] = field(default_factory=list)  # protocols run with the held-out check
     output_dir: str = "runs/default"
     init_from: str | None = None  # checkpoint or model file (or "default") whose weights start this run
     init_head: bool = True
@@ -259,6 +270,16 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
     return value
 
 
+def list_bundled() -> dict[str, str]:
+    """The bundled configs: {name: the first line of its file, a comment that says what it is}."""
+    return {path.stem: _first_line(path).lstrip("# ") for path in sorted(BUNDLED_DIR.glob("*.yaml"))}
+
+
+def _first_line(path: Path) -> str:
+    lines = path.read_text().splitlines()
+    return lines[0] if lines else ""
+
+
 def resolve_config_path(name_or_path: str) -> Path:
     """A path to a YAML file, or the name of a bundled config (e.g. 'quickstart')."""
     path = Path(name_or_path)
@@ -267,7 +288,7 @@ def resolve_config_path(name_or_path: str) -> Path:
     bundled = BUNDLED_DIR / f"{name_or_path}.yaml"
     if bundled.is_file():
         return bundled
-    names = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
+    names = list(list_bundled())
     raise ConfigError(
         f"config '{name_or_path}' is neither a file nor a bundled config "
         f"({', '.join(names)})." + suggest(name_or_path, names)
