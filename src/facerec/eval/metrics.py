@@ -53,6 +53,27 @@ def tar_at_far(roc: Roc, far: float) -> float | None:
     return float(roc.tpr[ok].max())
 
 
+def not_measurable(trials: int, what: str) -> str:
+    """What a report shows instead of a rate that `trials` trials (e.g. '120 impostor pairs')
+    cannot resolve: a number there would be a guess."""
+    return f"not measurable: {trials} {what}"
+
+
+def too_few(trials: int, needed: int, what: str) -> str:
+    """The same, for a rate with a minimum number of trials: 'too few mated pairs (12 < 20)'."""
+    return f"too few {what} ({trials} < {needed})"
+
+
+def tar_at_fars(roc: Roc, fars: tuple[float, ...]) -> dict[str, float | str]:
+    """TAR at each FAR, keyed as '1e-03' prints ('0.001'); a FAR below 1/impostors reads
+    'not measurable: N impostor pairs'."""
+    table: dict[str, float | str] = {}
+    for far in fars:
+        value = tar_at_far(roc, far)
+        table[f"{far:g}"] = value if value is not None else not_measurable(roc.negatives, "impostor pairs")
+    return table
+
+
 def best_accuracy(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     from facerec.eval.verification import best_threshold
 
