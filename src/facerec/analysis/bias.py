@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from facerec.errors import DataError
+from facerec.eval.metrics import too_few
 
 # ---- group labels ----------------------------------------------------------------------------
 
@@ -244,7 +245,7 @@ def group_rates(
         pairs = den.sum() / both_ways
         cell: dict[str, Any] = {"impostor_pairs": int(pairs), "false_matches": int(num.sum() / both_ways)}
         if pairs < min_impostor:
-            cell["fmr"] = f"too few impostor pairs ({int(pairs)} < {min_impostor}) for FMR at {target_fmr:g}"
+            cell["fmr"] = too_few(int(pairs), min_impostor, "impostor pairs") + f" for FMR at {target_fmr:g}"
         else:
             cell["fmr"] = float(num.sum() / den.sum())
             cell["ci"] = interval(num, den)
@@ -258,7 +259,7 @@ def group_rates(
         mated_pairs = int(fnm_den.sum() / 2)
         entry: dict[str, Any] = {"subjects": len(members[g]), "mated_pairs": mated_pairs, **fmr_cell(g, g)}
         if mated_pairs < min_mated:
-            entry["fnmr"] = f"too few mated pairs ({mated_pairs} < {min_mated}) for an FNMR"
+            entry["fnmr"] = too_few(mated_pairs, min_mated, "mated pairs") + " for an FNMR"
         else:
             entry["fnmr"] = float(fnm_num.sum() / fnm_den.sum())
             entry["fnmr_ci"] = interval(fnm_num, fnm_den)
@@ -282,7 +283,7 @@ def analyze(
     title: str = "",
 ) -> dict[str, Any]:
     """Everything above on the labelled images; report.json and PNGs in out_dir."""
-    from facerec.eval.report import write_json
+    from facerec.core.files import write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -342,7 +343,7 @@ def pooled(matrix: np.ndarray, step: int) -> np.ndarray:
 
 def plot_matrix(normalized: np.ndarray, groups: np.ndarray, path: Path, title: str, pixels: int = 150) -> None:
     """Heatmap of the matrix, averaged over blocks of subjects when there are more than `pixels`."""
-    from facerec.eval.report import pyplot
+    from facerec.core.plots import pyplot, save_figure
 
     plt = pyplot()
     step = max(1, int(np.ceil(len(groups) / pixels)))
@@ -361,13 +362,11 @@ def plot_matrix(normalized: np.ndarray, groups: np.ndarray, path: Path, title: s
     fig.colorbar(im, ax=ax, fraction=0.046, label="non-mated-normalized score")
     pooled_note = f", means of {step}x{step} blocks" if step > 1 else ""
     ax.set_title(f"{title} subject similarity ({len(groups)} subjects{pooled_note})".strip(), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def plot_cross_fmr(rates: dict[str, Any], path: Path, title: str) -> None:
-    from facerec.eval.report import pyplot
+    from facerec.core.plots import pyplot, save_figure
 
     plt = pyplot()
     names = list(rates["groups"])
@@ -387,15 +386,13 @@ def plot_cross_fmr(rates: dict[str, Any], path: Path, title: str) -> None:
     ax.set_title(
         f"{title} cross-group FMR at t={rates['threshold']:.3f} (FMR {rates['target_fmr']:g})".strip(), fontsize=8
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_components(
     coords: np.ndarray, groups: np.ndarray, index: np.ndarray, explained: np.ndarray, path: Path, title: str
 ) -> None:
-    from facerec.eval.report import pyplot
+    from facerec.core.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
@@ -412,6 +409,4 @@ def plot_components(
     b.set_xlabel("principal component")
     b.set_ylim(0, 1)
     b.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

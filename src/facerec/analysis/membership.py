@@ -73,7 +73,7 @@ def attack(
 
 def plot(results: dict[str, dict[str, Any]], path: Path, title: str = "") -> None:
     """Histograms of the compactness of members and non-members, one panel per model."""
-    from facerec.eval.report import pyplot
+    from facerec.core.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.3), squeeze=False)
@@ -88,6 +88,4 @@ def plot(results: dict[str, dict[str, Any]], path: Path, title: str = "") -> Non
         ax.set_xlabel("intra-identity compactness (mean cosine)")
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

@@ -48,7 +48,7 @@ def plot(
     emb: np.ndarray, color: np.ndarray, path: Path, method: str = "pca", dims: int = 2, title: str = "", seed: int = 0
 ) -> dict[str, Any]:
     """Scatter of the projection (or the sphere itself for 3-d embeddings with dims = 3)."""
-    from facerec.eval.report import pyplot
+    from facerec.core.plots import pyplot, save_figure
 
     plt = pyplot()
     on_sphere = emb.shape[1] == 3 and dims == 3
@@ -67,7 +67,5 @@ def plot(
         ax.legend(fontsize=6, markerscale=1.5, loc="best")
     what = "unit sphere" if on_sphere else f"{method.upper()} {dims}-D"
     ax.set_title(f"{title} {what}, {len(emb)} embeddings".strip(), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return {"points": len(emb), "labels": len(labels), "method": "sphere" if on_sphere else method, "dims": dims}

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from facerec.config import DataConfig
+from facerec.core.images import decode_image, images_under
 from facerec.data.datasets import (
-    IMAGE_EXTENSIONS,
     DatasetView,
     FaceDataset,
     FileListDataset,
@@ -14,7 +12,6 @@ from facerec.data.datasets import (
     JoinedDataset,
     ListDataset,
     SyntheticDataset,
-    decode_image,
     drop_small_identities,
     split_by_identity,
 )
@@ -45,13 +42,7 @@ def unlabelled_source(cfg: DataConfig, input_size: int, progress: bool = False) 
         raise ConfigError("data.source 'unlabelled' needs data.root (a folder of face images)")
     if cfg.val_identities:
         raise ConfigError("data.source 'unlabelled' has no identities to hold out: set data.val_identities: 0")
-    root = Path(cfg.root)
-    if not root.is_dir():
-        raise DataError(f"dataset folder not found: {root}")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not paths:
-        raise DataError(f"no images under {root} (extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return FileListDataset(paths, input_size)
+    return FileListDataset(images_under(cfg.root, "dataset folder"), input_size)
 
 
 @SOURCES.register("list")

@@ -11,26 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from facerec.core.images import decode_image, identity_tree
 from facerec.data.synthetic import SyntheticFaces
 from facerec.data.transforms import resize, to_tensor
 from facerec.errors import DataError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"})
 Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-
-def decode_image(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 RGB, with an error that names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image not found: {path}")
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot decode image {path}: {exc}") from exc
 
 
 class FaceDataset(torch.utils.data.Dataset):
@@ -89,23 +76,10 @@ class ImageFolderDataset(PathDataset):
     def __init__(self, root: str | Path, input_size: int = 112) -> None:
         super().__init__(input_size)
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(f"dataset folder not found: {self.root}")
-        folders = sorted(p for p in self.root.iterdir() if p.is_dir())
-        paths, labels, names = [], [], []
-        for folder in folders:
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not files:
-                continue
-            names.append(folder.name)
-            paths += files
-            labels += [len(names) - 1] * len(files)
-        if not paths:
-            raise DataError(
-                f"no images in {self.root}: expected root/<identity>/<image> with extensions "
-                f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
-            )
-        self.paths, self.labels, self.class_names = paths, np.array(labels), names
+        people = identity_tree(self.root)
+        self.paths = [path for person in people for path in person.images]
+        self.labels = np.repeat(np.arange(len(people)), [len(person.images) for person in people])
+        self.class_names = [person.name for person in people]
 
 
 class ListDataset(PathDataset):

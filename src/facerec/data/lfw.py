@@ -67,15 +67,6 @@ def people_folds(people_file: str | Path) -> list[dict[str, int]]:
     return folds
 
 
-def people_of_folds(people_file: str | Path, folds: list[int]) -> dict[str, int]:
-    """{name: number of images} of everyone in the given 0-based people folds."""
-    every_fold = people_folds(people_file)
-    unknown = [f for f in folds if not 0 <= f < len(every_fold)]
-    if unknown:
-        raise DataError(f"{people_file} has {len(every_fold)} people folds (0-based), not {unknown}")
-    return {name: n for f in folds for name, n in every_fold[f].items()}
-
-
 def link_people(src: str | Path, dst: str | Path, people: dict[str, int], min_images: int = 1) -> tuple[int, int]:
     """Make dst/<name> symbolic links to src/<name> for the people with at least `min_images`
     images in src; returns (people linked, images under them)."""

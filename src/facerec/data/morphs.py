@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from facerec.data.datasets import ImageFolderDataset, decode_image
+from facerec.core.files import atomic_path, save_image
+from facerec.core.images import decode_image
+from facerec.data.datasets import ImageFolderDataset
 from facerec.errors import DataError
 
 
@@ -84,8 +85,7 @@ def write_morphs(
         out = root / name / f"{name}.png"
         if out.is_file():
             continue
-        out.parent.mkdir(exist_ok=True)
-        Image.fromarray(blend(decode_image(a), decode_image(b), w)).save(out)
-    with open(root / "morphs.csv", "w", newline="") as table:  # csv quotes paths with commas
+        save_image(blend(decode_image(a), decode_image(b), w), out)  # atomic: a resumed run trusts what exists
+    with atomic_path(root / "morphs.csv") as tmp, open(tmp, "w", newline="") as table:  # csv quotes paths with commas
         csv.writer(table).writerows(rows)
     return root

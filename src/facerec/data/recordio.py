@@ -17,13 +17,14 @@ record 0 has flag 2 and labels (N + 1, N + 1 + K) for N images and K identities;
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from facerec.data.datasets import IMAGE_EXTENSIONS, FaceDataset
+from facerec.core.files import atomic_path, write_text
+from facerec.core.images import identity_tree
+from facerec.data.datasets import FaceDataset
 from facerec.errors import DataError
 
 MAGIC = 0xCED7230A
@@ -162,41 +163,28 @@ class RecordIODataset(FaceDataset):
 
 
 # ---- writer -------------------------------------------------------------------------------
-def identity_folders(root: Path) -> Iterator[tuple[str, list[Path]]]:
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if files:
-            yield folder.name, files
-
-
 def pack_folder(root: str | Path, prefix: str | Path, progress: bool = True) -> tuple[Path, Path]:
     """Pack root/<identity>/<image> into prefix.rec + prefix.idx in insightface's layout.
     Image files are stored as they are (their encoded bytes); identities are numbered in
     sorted folder order."""
     from tqdm import tqdm
 
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"folder not found: {root}")
-    people = list(identity_folders(root))
-    if not people:
-        raise DataError(f"no images in {root}: expected root/<identity>/<image>")
+    people = identity_tree(root, "folder")
     rec, idx = Path(prefix).with_suffix(".rec"), Path(prefix).with_suffix(".idx")
-    rec.parent.mkdir(parents=True, exist_ok=True)
-    n_images = sum(len(files) for _, files in people)
+    n_images = sum(len(person.images) for person in people)
     offsets = []
-    with rec.open("wb") as fh:
+    with atomic_path(rec) as tmp, tmp.open("wb") as fh:
         offsets.append(write_record(fh, pack_payload((n_images + 1.0, n_images + 1.0 + len(people)))))
         ranges, next_record = [], 1
         bar = tqdm(total=n_images, unit="img", desc="packing", disable=not progress)
-        for label, (_, files) in enumerate(people):
-            ranges.append((next_record, next_record + len(files)))
-            for path in files:
+        for label, person in enumerate(people):
+            ranges.append((next_record, next_record + len(person.images)))
+            for path in person.images:
                 offsets.append(write_record(fh, pack_payload(float(label), path.read_bytes(), next_record)))
                 next_record += 1
                 bar.update()
         bar.close()
         for start, stop in ranges:
             offsets.append(write_record(fh, pack_payload((float(start), float(stop)))))
-    idx.write_text("".join(f"{i}\t{off}\n" for i, off in enumerate(offsets)))
+    write_text(idx, "".join(f"{i}\t{off}\n" for i, off in enumerate(offsets)))
     return rec, idx

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facerec.eval.metrics import not_measurable
+
 
 @dataclass
 class GalleryProbeSplit:
@@ -81,7 +83,7 @@ def fnir_at_fpir(
     top = np.sort(non_mated_top)[::-1]
     for fpir in fpirs:
         if n == 0 or fpir < 1.0 / n:
-            out[f"{fpir:g}"] = f"not measurable: {n} non-mated searches"
+            out[f"{fpir:g}"] = not_measurable(n, "non-mated searches")
             continue
         allowed = int(np.floor(fpir * n))  # non-mated searches that may pass
         t = np.nextafter(top[allowed], np.inf) if allowed < n else -np.inf

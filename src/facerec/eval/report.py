@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facerec.eval.metrics import Roc, auc, best_accuracy, eer, roc_curve, tar_at_far
+from facerec.core.files import write_json as write_json  # callers import it from here
+from facerec.core.plots import pyplot, save_figure
+from facerec.eval.metrics import Roc, auc, best_accuracy, eer, roc_curve, tar_at_fars
 from facerec.eval.verification import kfold_accuracy
 
 FARS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
@@ -18,10 +19,6 @@ def verification_metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray
     roc = roc_curve(scores, same)
     kfold = kfold_accuracy(scores, same, folds)
     best, threshold = best_accuracy(scores, same)
-    tars = {}
-    for far in FARS:
-        value = tar_at_far(roc, far)
-        tars[f"{far:g}"] = value if value is not None else f"not measurable: {roc.negatives} impostor pairs"
     return {
         "pairs": len(scores),
         "genuine": roc.positives,
@@ -34,7 +31,7 @@ def verification_metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray
         "best_threshold": threshold,
         "auc": auc(roc),
         "eer": eer(roc),
-        "tar_at_far": tars,
+        "tar_at_far": tar_at_fars(roc, FARS),
     }
 
 
@@ -59,15 +56,6 @@ def read_published_roc(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return fpr[order], tpr[order]
 
 
-def pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_roc(
     curves: dict[str, Roc],
     path: Path,
@@ -88,10 +76,7 @@ def plot_roc(
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_score_histogram(
@@ -108,13 +93,4 @@ def plot_score_histogram(
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-    return path
+    return save_figure(fig, path, dpi=110)

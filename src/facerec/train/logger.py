@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from facerec.core.files import write_text
+
 
 class MetricLogger:
     def __init__(self, directory: Path, resumed_at: int | None = None) -> None:
@@ -15,7 +17,7 @@ class MetricLogger:
         self.path = directory / "metrics.jsonl"
         if resumed_at is not None and self.path.is_file():
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resumed_at]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self.file = self.path.open("a" if resumed_at is not None else "w")
         self.tb = None
         try:
@@ -52,17 +54,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def plot_training_curves(metrics_path: Path, out_png: Path) -> Path | None:
     """Loss (and validation accuracy when present) against step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from facerec.core.plots import pyplot, save_figure
 
     records = read_metrics(metrics_path)
     train = [r for r in records if "loss" in r]
     val = [r for r in records if "val_accuracy" in r]
     if not train:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
@@ -77,7 +76,4 @@ def plot_training_curves(metrics_path: Path, out_png: Path) -> Path | None:
         )
         ax2.set_ylabel("verification accuracy (%)")
     fig.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=100)
