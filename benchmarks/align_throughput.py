@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 from facerec.align.pipeline import AlignPolicy, align_tree
-from facerec.eval.runner import embed_images
-from facerec.models.io import load_embedder
+from facerec.pipeline import RecognitionPipeline
 
 
 def sample_tree(lfw: Path, n: int, dst: Path) -> list[Path]:
@@ -55,12 +54,12 @@ def main() -> None:
                 f"{len(images) / seconds:.1f} | {summary['aligned']} |"
             )
         torch.set_num_threads(args.workers)
-        embedder = load_embedder("dlib")
+        pipeline = RecognitionPipeline.load("dlib", detector="none", device="cpu")
         chips = [str(p) for p in sorted((Path(tmp) / "mtcnn").rglob("*.jpg"))]
         start = time.perf_counter()
-        embed_images(chips, embedder, None, progress=False)
+        pipeline.embed(chips, progress=False)
         seconds = time.perf_counter() - start
-        # embed_images runs the model twice per image (plain and mirrored)
+        # the pipeline's embed runs the model twice per image (plain and mirrored)
         print(
             f"| embed, dlib ResNet (150x150 input, 2 passes: image + mirror) | {len(chips)} | {seconds:.1f} | "
             f"{2 * len(chips) / seconds:.1f} (single passes) | - |"

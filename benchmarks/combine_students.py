@@ -20,25 +20,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerec.eval.protocols import read_lfw_pairs
+from facerec.analysis.common import lfw_pair_set
 from facerec.eval.report import verification_metrics
+from facerec.models.card import card_for_backbone
+from facerec.models.io import read_model_file, write_model_file
 
 
-def average_weights(files: list[Path]) -> dict:
-    """The first file's model record with every floating-point tensor replaced by the mean
-    over all files (integer buffers such as BatchNorm's step counter are kept)."""
-    records = [torch.load(f, map_location="cpu", weights_only=False) for f in files]
+def average_weights(files: list[Path], out: Path) -> Path:
+    """A model file whose every floating-point tensor is the mean over `files` (integer buffers
+    such as BatchNorm's step counter are the first file's); its card is rebuilt for the new weights."""
+    records = [read_model_file(f) for f in files]
     first = records[0]
     for f, r in zip(files[1:], records[1:], strict=True):
-        if r["model"] != first["model"] or r["state_dict"].keys() != first["state_dict"].keys():
+        if r.card.architecture != first.card.architecture or r.backbone.keys() != first.backbone.keys():
             raise SystemExit(f"{f} is not the same architecture as {files[0]}")
     state = {}
-    for key, value in first["state_dict"].items():
+    for key, value in first.backbone.items():
         if value.is_floating_point():
-            state[key] = torch.stack([r["state_dict"][key] for r in records]).mean(0)
+            state[key] = torch.stack([r.backbone[key] for r in records]).mean(0)
         else:
             state[key] = value
-    return {**first, "state_dict": state, "threshold": None}
+    cfg = {"name": first.card.architecture, "embedding_size": first.card.embedding_size}
+    cfg.update(input_size=first.card.input_size, options=first.card.options)
+    card = card_for_backbone(cfg, state, name=out.parent.name, notes=f"weight average of {len(files)} models")
+    return write_model_file(out, card, state)
 
 
 def image_key(path: str | Path) -> str:
@@ -69,15 +74,12 @@ def main() -> None:
     ens.add_argument("--folds", type=int, nargs="+", default=list(range(10)))
     args = parser.parse_args()
     if args.command == "average":
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(average_weights(args.models), args.out)
+        average_weights(args.models, args.out)
         print(f"wrote the average of {len(args.models)} models to {args.out}")
         return
-    pairs = read_lfw_pairs(args.lfw / "meta" / "pairs.txt", args.lfw / "images")
-    pairs = pairs.select(np.isin(pairs.fold, args.folds))
+    pairs = lfw_pair_set(args.lfw, args.folds)
     emb = ensemble_embeddings(args.evals, [image_key(p) for p in pairs.images])
-    scores = (emb[pairs.left] * emb[pairs.right]).sum(1)
-    m = verification_metrics(scores, pairs.same, pairs.fold)
+    m = verification_metrics(pairs.scores(emb), pairs.same, pairs.fold)
     print(json.dumps({k: m[k] for k in ("pairs", "kfold_accuracy", "kfold_std", "auc", "eer", "tar_at_far")}, indent=1))
 
 

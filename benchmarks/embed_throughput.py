@@ -16,7 +16,7 @@ import time
 import torch
 
 from facerec.models import build_backbone
-from facerec.models.io import load_embedder
+from facerec.models.io import load_recognition_model
 
 DEFAULT = ["dlib", "mobilefacenet@112", "iresnet50@112", "lowres_irse8@36"]
 
@@ -26,8 +26,8 @@ def network(spec: str) -> tuple[torch.nn.Module, int]:
     if "@" in spec:
         name, size = spec.split("@")
         return build_backbone(name, 128, int(size)).eval(), int(size)
-    embedder = load_embedder(spec)
-    return embedder.net.eval(), embedder.input_size
+    model = load_recognition_model(spec)
+    return model.net.eval(), model.input_size
 
 
 def weight_count(net: torch.nn.Module) -> int:

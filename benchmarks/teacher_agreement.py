@@ -22,8 +22,7 @@ from facerec.config import load_config
 from facerec.data import JoinedDataset, build_datasets
 from facerec.distill.targets import centered, load_targets, targets_of
 from facerec.errors import FacerecError
-from facerec.eval.embed import embed_dataset
-from facerec.models.io import load_model
+from facerec.pipeline import RecognitionPipeline
 
 
 def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
@@ -32,7 +31,7 @@ def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
         raise SystemExit(f"{run}/config.yaml names no distillation targets")
     train, val = build_datasets(cfg.data, cfg.backbone.input_size, cfg.train.seed)
     table = load_targets(cfg.distill.targets, flip=cfg.distill.flip)
-    net, _ = load_model(model_file)
+    student_pipeline = RecognitionPipeline.load(model_file, detector="none", flip=cfg.distill.flip, batch_size=128)
     teacher_train = targets_of(train, table)
     # without centring, the targets are the teacher's unit embeddings as they are
     center = teacher_train.mean(0) if cfg.distill.center else np.zeros(teacher_train.shape[1])
@@ -44,7 +43,7 @@ def agreement(run: Path, model_file: Path) -> dict[str, dict[str, float]]:
         if part is None:
             continue
         teacher = centered(targets_of(part, table), center)
-        student = embed_dataset(net, part, flip=cfg.distill.flip, progress=True)  # unit rows
+        student = student_pipeline.embed_dataset(part)  # unit rows
         cos = np.sum(student * teacher, axis=1)
         report[name] = {"images": len(cos), "mean": float(cos.mean()), "std": float(cos.std())}
     return report

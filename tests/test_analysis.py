@@ -374,14 +374,14 @@ def faces_and_model(tmp_path):
         for i in range(4):
             image = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
             Image.fromarray(image).save(tmp_path / "faces" / person / f"{i}.png")
-    cfg = BackboneConfig("lowres_irse8", 16, options={"widths": [8, 8, 8, 8], "se": False})
-    model = export_model(tmp_path / "m.pt", build_backbone(cfg.name, 16, 32, cfg.options), asdict(cfg), 32)
+    cfg = BackboneConfig("lowres_irse8", 16, input_size=32, options={"widths": [8, 8, 8, 8], "se": False})
+    model = export_model(tmp_path / "m.pt", build_backbone(cfg.name, 16, 32, cfg.options), asdict(cfg))
     return tmp_path / "faces", model
 
 
 def test_embeddings_are_cached_and_reused_by_image_name(tmp_path, monkeypatch, faces_and_model):
     from facerec.analysis import common
-    from facerec.eval import runner
+    from facerec.pipeline import RecognitionPipeline
 
     faces, model = faces_and_model
     images = common.folder_images(faces)
@@ -392,12 +392,12 @@ def test_embeddings_are_cached_and_reused_by_image_name(tmp_path, monkeypatch, f
     def fail(*args, **kwargs):
         raise AssertionError("embedded again instead of reading the cache")
 
-    monkeypatch.setattr(runner, "embed_images", fail)
+    monkeypatch.setattr(RecognitionPipeline, "embed", fail)
     np.testing.assert_array_equal(common.embed(images, str(model), "none", tmp_path / "cache"), first)
     part = images.subset(np.array([4, 1]))  # another image list, covered by the cached one
     np.testing.assert_array_equal(common.embed(part, str(model), "none", tmp_path / "cache"), first[[4, 1]])
-    with pytest.raises(AssertionError, match="embedded again"):  # a transform is cached under its own tag
-        common.embed(images, str(model), "none", tmp_path / "cache", tag="lr36", transform=lambda c: c)
+    with pytest.raises(AssertionError, match="embedded again"):  # degraded faces are cached under their own tag
+        common.embed(images, str(model), "none", tmp_path / "cache", degrade=12)
     # another model's embeddings file is never taken for this model
     other = tmp_path / "other.npz"
     names = np.array([str(p) for p in images.paths])
@@ -478,5 +478,6 @@ def test_eval_scores_degraded_faces_when_asked(tmp_path, faces_and_model):
         assert main([*args, "--degrade", str(degrade), "--out", str(out)]) == 0
         reports[degrade] = json.loads((out / "report.json").read_text())
         reports[degrade]["emb"] = np.load(out / "embeddings.npz")["plain"]
-    assert "degraded to 12 px" in reports[12]["pipeline"] and "degraded" not in reports[0]["pipeline"]
+    assert "degraded to 12 px" in reports[12]["pipeline"] and reports[12]["pipeline_options"]["degrade"] == 12
+    assert reports[0]["pipeline_options"]["degrade"] == 0
     assert not np.allclose(reports[0]["emb"], reports[12]["emb"])

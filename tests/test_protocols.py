@@ -8,7 +8,7 @@ from PIL import Image
 
 from facerec.data.synthetic import SyntheticFaces
 from facerec.errors import DataError
-from facerec.eval.protocols import read_bin, read_lfw_pairs, read_pairs_csv, write_bin
+from facerec.eval.pairs import read_bin, read_lfw_pairs, read_pairs_csv, write_bin
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from facerec.align.pipeline import PRE_ALIGNED, AlignPolicy, NoFaceError, build_aligner
 from facerec.align.types import Aligned, Face
 from facerec.core.device import pick_device
-from facerec.core.files import save_npz
+from facerec.core.files import atomic_path, save_npz, write_json
 from facerec.core.images import decode_image
 from facerec.data.transforms import degrader, resize, to_tensor
 from facerec.errors import DataError, FacerecError
@@ -56,6 +56,16 @@ class Embeddings:
         return save_npz(
             path, plain=self.plain, flipped=self.flipped, detected=self.detected, names=names_array, **extra
         )
+
+
+def write_embeddings(out: Path, paths: Sequence[Path], embeddings: np.ndarray) -> tuple[Path, Path]:
+    """`out` (.npy, one row per image) and the image paths, in order, in the .json beside it."""
+    np_path = out if out.suffix == ".npy" else out.with_suffix(".npy")
+    with atomic_path(np_path) as tmp:
+        np.save(tmp, embeddings)
+    index = np_path.with_suffix(".json")
+    write_json(index, [str(p) for p in paths], indent=1)
+    return np_path, index
 
 
 def rows_by_path(names: Sequence[str]) -> dict[str, int]:

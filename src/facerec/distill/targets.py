@@ -19,6 +19,7 @@ def write_targets(
     detector: str = "mtcnn",
     source_root: str | Path | None = None,
     reuse: list[Path] | None = None,
+    device: str = "auto",
 ) -> Path:
     """Embed every image of an identity-folder tree with the teacher; returns the .npz path.
 
@@ -39,7 +40,9 @@ def write_targets(
     rows = {i: row for i, row in enumerate(known) if row is not None}
     if todo:
         # every image gets a target: with no face found, the teacher sees a centered crop
-        pipeline = RecognitionPipeline.load(teacher, detector=detector, several="central", missing="center")
+        pipeline = RecognitionPipeline.load(
+            teacher, detector=detector, several="central", missing="center", device=device
+        )
         result = pipeline.embed([sources[i] for i in todo], desc=f"teacher ({teacher})")
         for k, i in enumerate(todo):
             rows[i] = (result.plain[k], result.flipped[k], bool(result.detected[k]))

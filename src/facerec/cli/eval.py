@@ -1,0 +1,112 @@
+"""Evaluation commands, one per registered protocol: eval lfw, eval pairs, eval bin, eval identify.
+
+A new protocol is registered in `facerec.eval.protocols`; its command here says which arguments
+become the protocol's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from facerec.cli.pipeline_options import add_pipeline_arguments, pipeline_from
+from facerec.cli.registry import command
+from facerec.eval.protocols import build_protocol
+
+Options = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def protocol_handler(name: str, options: Options) -> Callable[[argparse.Namespace], int]:
+    """A handler that runs protocol `name` with the options the arguments give, on the pipeline
+    they name (every image gets a crop: a centered one when no face is found)."""
+
+    def run(args: argparse.Namespace) -> int:
+        protocol = build_protocol(name, options(args))
+        pipeline = pipeline_from(args, several="central", missing="center", flip=args.flip)
+        report = protocol.evaluate(pipeline, Path(args.out), progress=True)
+        print_report(report, Path(args.out))
+        return 0
+
+    return run
+
+
+def print_report(report: dict[str, Any], out: Path) -> None:
+    for key in ("no_flip", "flip"):
+        if key in report:
+            r = report[key]
+            print(
+                f"{key:8s} accuracy {100 * r['kfold_accuracy']:.2f}% +- {100 * r['kfold_std']:.2f}%  "
+                f"AUC {r['auc']:.4f}  EER {100 * r['eer']:.2f}%  TAR@FAR=1e-3 {r['tar_at_far']['0.001']}"
+            )
+    if "rank1" in report:
+        print(
+            f"rank-1 {100 * report['rank1']:.2f}%  rank-5 {100 * report['rank5']:.2f}%  "
+            f"({report['mated_probes']} mated probes, {report['gallery_identities']} enrolled identities)"
+        )
+        if "fnir_at_fpir" in report:
+            print("FNIR at FPIR:", report["fnir_at_fpir"])
+    print(f"report in {out}")
+
+
+def add_eval_arguments(p: argparse.ArgumentParser, detector: str = "mtcnn", flip: bool = True) -> None:
+    add_pipeline_arguments(p, model="dlib", detector=detector, degrade=True)
+    p.add_argument("--out", default="runs/eval", help="folder for the report, the plots and the embeddings")
+    p.set_defaults(flip=flip)
+
+
+def lfw_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"root": args.root, "pairs": args.pairs, "folds": args.folds, "published": args.published}
+
+
+@command(
+    "eval lfw",
+    "LFW 10-fold verification (View 2 pairs.txt, or View 1 with --pairs)",
+    protocol_handler("lfw", lfw_options),
+)
+def _eval_lfw_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", required=True, help="LFW folder holding images/<Name>/<Name>_NNNN.jpg and meta/")
+    p.add_argument("--pairs", help="pairs file (default ROOT/meta/pairs.txt)")
+    p.add_argument("--folds", type=int, nargs="+", help="evaluate only these protocol folds (0-based)")
+    p.add_argument("--published", nargs="*", help="published ROC files to draw on the same axes")
+    add_eval_arguments(p)
+
+
+def pairs_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"csv": args.csv, "base": args.base}
+
+
+@command("eval pairs", "verification on a CSV of path1,path2,label[,fold]", protocol_handler("pairs", pairs_options))
+def _eval_pairs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("csv")
+    p.add_argument("--base", help="folder the CSV's relative paths start from (default: the CSV's folder)")
+    add_eval_arguments(p)
+
+
+@command(
+    "eval bin",
+    "verification on an insightface-style .bin file (lfw.bin, agedb_30.bin ...)",
+    protocol_handler("bin", lambda args: {"file": args.bin}),
+)
+def _eval_bin_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bin")
+    add_eval_arguments(p, detector="none")
+
+
+def identify_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"root": args.root, "seed": args.seed, "gallery_images": args.gallery_images, "unenrolled": args.unenrolled}
+
+
+@command(
+    "eval identify",
+    "closed- and open-set identification on an identity-folder tree",
+    protocol_handler("identify", identify_options),
+)
+def _eval_identify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", required=True, help="root/<identity>/<image>")
+    p.add_argument("--seed", type=int, default=0, help="seed of the gallery/probe split")
+    p.add_argument("--gallery-images", type=int, default=1, help="images per identity enrolled")
+    p.add_argument("--unenrolled", type=float, default=0.3, help="fraction of identities kept out (non-mated)")
+    add_eval_arguments(p, flip=False)
+    p.add_argument("--flip", action="store_true", help="flip test-time augmentation")

@@ -1,0 +1,36 @@
+"""The options every command that embeds images shares: which model, seen how, on what device."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from facerec.pipeline import RecognitionPipeline
+
+MODEL_HELP = "'default' (the shipped 64 px model), 'dlib' (the reference model) or a model.pt / training checkpoint"
+DETECTOR_HELP = "mtcnn, dlib, dlib-native (dlib's own chips) or none (the images are aligned crops)"
+
+
+def add_pipeline_arguments(
+    p: argparse.ArgumentParser, model: str | None = "default", detector: str = "mtcnn", degrade: bool = False
+) -> None:
+    p.add_argument("--model", default=model, required=model is None, help=MODEL_HELP)
+    p.add_argument("--detector", default=detector, help=DETECTOR_HELP)
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=32, help="images per network call")
+    if degrade:
+        p.add_argument(
+            "--degrade", type=int, default=0, help="score low-resolution faces: N px across on the 112 template"
+        )
+
+
+def pipeline_from(args: argparse.Namespace, **policy: Any) -> RecognitionPipeline:
+    """The pipeline the arguments name; `policy`: several/missing/flip as the command needs."""
+    return RecognitionPipeline.load(
+        args.model,
+        detector=args.detector,
+        device=args.device,
+        batch_size=args.batch_size,
+        degrade=getattr(args, "degrade", 0),
+        **policy,
+    )
