@@ -1,0 +1,105 @@
+"""Data commands: synth, pack, morphs, lfw-people, align."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from facerec.cli.registry import command
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from facerec.data.synthetic import SyntheticFaces
+
+    faces = SyntheticFaces(args.identities, args.images, args.size, args.seed, args.difficulty)
+    root = faces.write_tree(args.dst)
+    print(f"wrote {len(faces)} images of {args.identities} identities to {root}")
+    return 0
+
+
+@command("synth", "write synthetic faces as an identity-folder tree", run_synth)
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dst")
+    p.add_argument("--identities", type=int, default=20)
+    p.add_argument("--images", type=int, default=5, help="images per identity")
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--difficulty", type=float, default=1.0, help="scale of the nuisance (pose, light, blur...)")
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from facerec.data.recordio import pack_folder
+
+    rec, idx = pack_folder(args.src, args.prefix)
+    print(f"wrote {rec} and {idx}")
+    return 0
+
+
+@command("pack", "pack an identity-folder tree into insightface's RecordIO format (PREFIX.rec + PREFIX.idx)", run_pack)
+def _pack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src")
+    p.add_argument("prefix", help="e.g. data/train (writes data/train.rec and data/train.idx)")
+
+
+def run_morphs(args: argparse.Namespace) -> int:
+    from facerec.data.morphs import write_morphs
+
+    root = write_morphs(args.src, args.dst, args.count, args.seed, (args.min_weight, args.max_weight))
+    print(f"{args.count} morphs of {args.src} in {root}; label them with `facerec distill-targets {root}`")
+    return 0
+
+
+@command("morphs", "blend aligned faces of two different people: unlabelled faces for distillation", run_morphs)
+def _morphs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="identity-folder tree of aligned crops")
+    p.add_argument("dst", help="new tree, one folder per morph (resumes)")
+    p.add_argument("--count", type=int, required=True, help="number of morphs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-weight", type=float, default=0.35, help="smallest weight of the first face")
+    p.add_argument("--max-weight", type=float, default=0.65, help="largest weight of the first face")
+
+
+def run_lfw_people(args: argparse.Namespace) -> int:
+    from facerec.data.lfw import link_people, people_of_folds
+
+    chosen = people_of_folds(Path(args.lfw) / "meta" / "people.txt", args.folds)
+    linked, images = link_people(args.src, args.dst, chosen, args.min_images)
+    print(f"{linked} people ({images} images) of LFW people folds {args.folds} linked under {args.dst}")
+    return 0
+
+
+@command(
+    "lfw-people",
+    "link the people of some LFW View 2 people folds (identity-disjoint) into a training tree",
+    run_lfw_people,
+)
+def _lfw_people_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="identity-folder tree of LFW images (e.g. aligned by `facerec align`)")
+    p.add_argument("dst", help="new tree of symbolic links")
+    p.add_argument("--lfw", required=True, help="LFW root holding meta/people.txt")
+    p.add_argument("--folds", type=int, nargs="+", required=True, help="0-based people folds")
+    p.add_argument("--min-images", type=int, default=1, help="leave out people with fewer images")
+
+
+def run_align(args: argparse.Namespace) -> int:
+    from facerec.align.pipeline import AlignPolicy, align_tree
+
+    policy = AlignPolicy(several=args.several, missing=args.missing)
+    summary = align_tree(args.src, args.dst, args.detector, args.template, None, policy, args.workers)
+    print(json.dumps(summary, indent=1))
+    if summary["failed"]:
+        print(f"{summary['failed']} images failed: see {Path(args.dst) / 'failures.tsv'}", file=sys.stderr)
+    return 0
+
+
+@command("align", "detect, align and crop every image of an identity-folder tree (resumable)", run_align)
+def _align_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--detector", default="mtcnn", help="mtcnn or dlib")
+    p.add_argument("--template", default="arcface_112", help="arcface_112 or arcface_112x96")
+    p.add_argument("--several", default="central", help="several faces: central, largest or best")
+    p.add_argument("--missing", default="skip", help="no face: skip (logged) or center (center crop)")
+    p.add_argument("--workers", type=int, default=2)
