@@ -83,3 +83,11 @@ def identity_tree(root: str | Path, what: str = "dataset folder") -> list[Identi
             f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
         )
     return people
+
+
+def expand_inputs(inputs: list[str] | list[Path]) -> list[Path]:
+    """Image files named on a command line: a single folder stands for every image under it."""
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and paths[0].is_dir():
+        return image_files(paths[0])
+    return paths
