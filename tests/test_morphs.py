@@ -11,8 +11,9 @@ from PIL import Image
 
 from facerec.cli import main
 from facerec.config import load_config
+from facerec.core.images import decode_image
 from facerec.data import build_datasets
-from facerec.data.datasets import ImageFolderDataset, JoinedDataset, decode_image
+from facerec.data.datasets import ImageFolderDataset, JoinedDataset
 from facerec.data.morphs import blend, plan_morphs, write_morphs
 from facerec.errors import DataError
 
