@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from facerec.analysis.common import normalize
-from facerec.eval.pairs import Pairs
 from facerec.errors import DataError
 from facerec.eval.metrics import roc_curve, tar_at_fars
+from facerec.eval.pairs import Pairs
 from facerec.eval.verification import kfold_accuracy
 
 VARIANTS = ("same-image", "same-identity")

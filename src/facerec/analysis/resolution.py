@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from facerec.analysis.common import normalize
-from facerec.eval.pairs import Pairs
 from facerec.analysis.linear_map import verification
+from facerec.eval.pairs import Pairs
 
 # ---- transforms between point sets ---------------------------------------------------------------
 
