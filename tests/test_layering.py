@@ -33,7 +33,8 @@ def imported_modules(path: Path, module: str) -> set[str]:
     resolved; `from a import b` counts as importing both a and a.b (b may be a module)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(strip_type_checking(tree)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -41,6 +42,18 @@ def imported_modules(path: Path, module: str) -> set[str]:
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
     return {name for name in found if name == "facerec" or name.startswith("facerec.")}
+
+
+def strip_type_checking(tree: ast.Module) -> ast.Module:
+    """The module without its `if TYPE_CHECKING:` blocks: imports for annotations only never run."""
+
+    class Strip(ast.NodeTransformer):
+        def visit_If(self, node: ast.If) -> ast.AST | None:
+            test = node.test
+            name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
+            return None if name == "TYPE_CHECKING" else self.generic_visit(node)
+
+    return Strip().visit(tree)
 
 
 def resolve_from(node: ast.ImportFrom, package: str) -> str:
@@ -131,3 +144,42 @@ def test_the_graph_helpers_see_imports(tmp_path):
     assert "errors" in subpackage_graph()["data"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# Layers from the bottom up: a module may import its own layer and the layers below, never above.
+LAYERS = [
+    {"errors", "registry", "core"},
+    {"config", "distributed"},
+    {"data", "align", "heads"},
+    {"models"},
+    {"pipeline"},
+    {"eval", "distill"},
+    {"train", "analysis"},
+    {"serve", "components"},
+    {"cli"},
+]
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the facerec modules it imports. An import of one of the module's own parent
+    packages is left out: `from facerec.models import iresnet` inside facerec.models means the
+    sibling module, and the package's __init__ is not a dependency of its own parts."""
+    modules = dict(source_files())
+    graph = {}
+    for module, path in modules.items():
+        parents = {module.rsplit(".", k)[0] for k in range(1, module.count(".") + 1)}
+        graph[module] = {name for name in imported_modules(path, module) if name in modules} - parents - {module}
+    return graph
+
+
+def test_modules_import_no_cycle():
+    cycle = find_cycle(module_graph())
+    assert cycle is None, "import cycle between modules: " + " -> ".join(cycle or [])
+
+
+def test_no_layer_imports_a_layer_above_it():
+    level = {name: k for k, layer in enumerate(LAYERS) for name in layer}
+    graph = subpackage_graph()
+    assert set(graph) <= set(level), f"subpackages missing from LAYERS: {sorted(set(graph) - set(level))}"
+    upward = [f"{a} -> {b}" for a, targets in graph.items() for b in targets if level[b] > level[a]]
+    assert not upward, f"imports that reach up a layer: {upward}"

@@ -19,6 +19,7 @@ from torch import nn
 from facerec.config import upgrade_stored
 from facerec.core.files import torch_save
 from facerec.errors import FacerecError
+from facerec.models.backbones import build_backbone
 from facerec.models.card import ModelCard, ThresholdRecord, card_for_backbone
 from facerec.models.registry import MODELS
 
@@ -115,8 +116,6 @@ def _from_card_less_file(payload: dict[str, Any], path: Path) -> ModelFile:
 
 
 def build_from_file(found: ModelFile, device: str | torch.device = "cpu") -> RecognitionModel:
-    from facerec.models import build_backbone
-
     card = found.card
     net = build_backbone(card.architecture, card.embedding_size, card.input_size, card.options)
     net.load_state_dict(found.backbone)
