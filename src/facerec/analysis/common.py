@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facerec.core.device import pick_device
 from facerec.core.images import identity_tree
 from facerec.data.lfw import LFWLayout
 from facerec.errors import DataError
@@ -93,6 +94,7 @@ def embed(
     tag: str = "",
     reuse: dict[str, list[Path]] | None = None,
     degrade: int = 0,
+    device: str = "auto",
 ) -> np.ndarray:
     """L2-normalized embeddings of `images` (flip: sum with the mirror image's), computed once
     and kept in `cache_dir`; `reuse` maps a model to .npz files of its embeddings (e.g. from
@@ -103,7 +105,7 @@ def embed(
         found = _reused(images, (reuse or {}).get(model, []), flip)
         if found is not None:
             return found
-    recognition_model = load_recognition_model(model)
+    recognition_model = load_recognition_model(model, pick_device(device))
     card = recognition_model.card
     name = card.name or model
     target = cache_file(Path(cache_dir), name, card.digest, detector, tag, images.paths) if cache_dir else None
@@ -111,7 +113,9 @@ def embed(
         found = _cached(target, images, flip)
         if found is not None:
             return found
-    pipeline = RecognitionPipeline(recognition_model, detector, several="central", missing="center", degrade=degrade)
+    pipeline = RecognitionPipeline(
+        recognition_model, detector, several="central", missing="center", degrade=degrade, device=device
+    )
     result = pipeline.embed(images.paths, desc=f"embedding ({model})")
     if target is not None:
         result.save(target, images.paths)

@@ -27,6 +27,7 @@ class Source:
     folds: list[int] | None = None  # LFW View 2 folds to use
     cache: Path | None = DEFAULT_CACHE
     reuse: dict[str, list[Path]] = field(default_factory=dict)  # model -> its embeddings .npz files
+    device: str = "auto"
 
     def image_set(self) -> ImageSet:
         if self.lfw is not None:
@@ -36,7 +37,7 @@ class Source:
         raise DataError("give --lfw ROOT or --images TREE")
 
     def embed(self, images: ImageSet, model: str, detector: str, **kwargs: Any) -> np.ndarray:
-        return embed(images, model, detector, self.cache, reuse=self.reuse, **kwargs)
+        return embed(images, model, detector, self.cache, reuse=self.reuse, device=self.device, **kwargs)
 
 
 def _finish(report: dict[str, Any], out: Path, name: str = "report.json") -> dict[str, Any]:

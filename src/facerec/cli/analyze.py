@@ -16,7 +16,7 @@ def analysis_source(args: argparse.Namespace) -> Any:
     cache = None if args.no_cache else Path(args.cache) if args.cache else DEFAULT_CACHE
     lfw = Path(args.lfw) if args.lfw else None
     images = Path(args.images) if getattr(args, "images", None) else None
-    return Source(lfw, images, getattr(args, "folds", None), cache, parse_reuse(args.reuse or []))
+    return Source(lfw, images, getattr(args, "folds", None), cache, parse_reuse(args.reuse or []), args.device)
 
 
 def add_analysis_arguments(p: argparse.ArgumentParser, images: bool = True, model: bool = True) -> None:
@@ -30,6 +30,7 @@ def add_analysis_arguments(p: argparse.ArgumentParser, images: bool = True, mode
     p.add_argument("--out", required=True, help="folder for report.json and the plots")
     p.add_argument("--cache", help="embedding cache folder (default ~/.cache/facerec/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="always embed afresh")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument(
         "--reuse",
         nargs="*",
