@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import finite_diff
 from facerec.heads import build_head
-from facerec.heads.margin import combined_margin
+from facerec.heads.margins import combined_margin
 
 B, D, C = 6, 8, 5
 TOL = 1e-5
@@ -52,22 +53,6 @@ def ref_margin_loss(x, w, y, scale, target_fn, negative_fn=None) -> float:
         logits = scale * logits
         total += logsumexp(logits) - logits[y[i]]
     return total / len(x)
-
-
-def finite_diff(f, arrays: list[np.ndarray], h: float = 1e-6) -> list[np.ndarray]:
-    grads = []
-    for arr in arrays:
-        g = np.zeros_like(arr)
-        for idx in np.ndindex(arr.shape):
-            old = arr[idx]
-            arr[idx] = old + h
-            up = f()
-            arr[idx] = old - h
-            down = f()
-            arr[idx] = old
-            g[idx] = (up - down) / (2 * h)
-        grads.append(g)
-    return grads
 
 
 def random_problem(seed: int, near_pi: bool = False):
@@ -134,7 +119,7 @@ def test_near_pi_inputs_really_reach_the_extension():
 def test_sphereface_annealing_matches_reference():
     x, w, y = random_problem(2)
     head = build_head("sphereface", D, C, {"scale": 16.0, "lambda_base": 1000.0, "lambda_min": 5.0})
-    head.step.fill_(100)
+    head.margin.step.fill_(100)
     lam = max(5.0, 1000.0 / (1 + 0.12 * 100))
 
     def ref(xa, wa):
@@ -147,7 +132,7 @@ def test_sphereface_annealing_matches_reference():
         )
 
     check_against_reference(head, x, w, y, ref)
-    assert int(head.step) == 101
+    assert int(head.margin.step) == 101
 
 
 def test_softmax_head_matches_reference():
@@ -180,7 +165,7 @@ def test_adaface_matches_reference():
         return math.cos(theta) - (0.4 + 0.4 * z[i])
 
     check_against_reference(head, x, w, y, lambda xa, wa: ref_margin_loss(xa, wa, y, 16.0, target))
-    assert float(head.norm_mean) == pytest.approx(mean)
+    assert float(head.margin.norm_mean) == pytest.approx(mean)
 
 
 def test_magface_matches_reference():
@@ -204,7 +189,7 @@ def test_magface_matches_reference():
 def test_curricularface_matches_reference():
     x, w, y = random_problem(6)
     head = build_head("curricularface", D, C, {"scale": 16.0, "margin": 0.5})
-    head.t.fill_(0.3)
+    head.margin.t.fill_(0.3)
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     wn = w / np.linalg.norm(w, axis=1, keepdims=True)
     cos_t = np.einsum("bd,bd->b", xn, wn[y])
@@ -218,7 +203,7 @@ def test_curricularface_matches_reference():
         return a_softmax_psi(clipped_acos(c), 1.0, 0.5, 0.0)
 
     check_against_reference(head, x, w, y, lambda xa, wa: ref_margin_loss(xa, wa, y, 16.0, target, negative))
-    assert float(head.t) == pytest.approx(t)
+    assert float(head.margin.t) == pytest.approx(t)
 
 
 @pytest.mark.parametrize("margins", [(1, 0.5, 0), (4, 0, 0), (1.35, 0.25, 0.2), (2, 0.5, 0.1)])

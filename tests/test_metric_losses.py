@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import finite_diff
 from facerec.heads import build_head
-from test_heads import finite_diff
 
 MARGIN = 0.4
 

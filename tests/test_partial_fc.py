@@ -11,13 +11,30 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from facerec.distributed import all_reduce_sum_hook, shard_range
-from facerec.heads import build_head
+from facerec.errors import ConfigError
+from facerec.heads import build_head, build_margin
+from facerec.heads.classifier import MarginHead
 from facerec.heads.lazy_sgd import StepHistory, transition
-from facerec.heads.margin import CombinedMarginHead
-from facerec.heads.partial_fc import ScaledCosines
+from facerec.heads.margins import AdaFaceMargin, CombinedMargin, Margin, combined_margin
+from facerec.heads.partial_fc import PartialFC, ScaledCosines
 
 EMB, CLASSES, BATCH = 8, 11, 12
 MARGINS = {"m1": 1.0, "m2": 0.3, "m3": 0.1, "scale": 16.0}
+
+# Partial FC options (beside scale and sample rate 1) and update of each case against the
+# single-process head. Options make every margin's state matter: t_alpha 0.5 weighs the batch
+# statistics heavily, MagFace's norm range holds the problem's norms (1.7 to 5.1).
+CASES = {
+    "combined-sparse": ({"m1": 1.0, "m2": 0.3, "m3": 0.1}, "sparse"),
+    "combined-dense": ({"m1": 1.0, "m2": 0.3, "m3": 0.1}, "dense"),
+    "adaface": ({"margin": {"name": "adaface", "margin": 0.4, "h": 0.5, "t_alpha": 0.5}}, "sparse"),
+    "curricularface": ({"margin": {"name": "curricularface", "margin": 0.3, "t_alpha": 0.5}}, "sparse"),
+    "magface": (
+        {"margin": {"name": "magface", "l_a": 1.0, "u_a": 6.0, "l_m": 0.3, "u_m": 0.8, "lambda_g": 2.0}},
+        "sparse",
+    ),
+}
+START = {"curricularface": {"t": 0.3}}  # margin buffers before the step, where the default (0) hides them
 
 
 def problem():
@@ -32,69 +49,135 @@ def problem():
     return x, y, centers, net
 
 
-def reference():
+def margin_of(case: str) -> Margin:
+    options, _ = CASES[case]
+    if "margin" in options:
+        return build_margin(options["margin"])
+    return CombinedMargin(options["m1"], options["m2"], options["m3"])
+
+
+def start_margin(head: nn.Module, case: str) -> None:
+    with torch.no_grad():
+        for name, value in START.get(case, {}).items():
+            getattr(head.margin, name).fill_(value)
+
+
+def partial_fc(case: str, classes: int = CLASSES, **extra) -> PartialFC:
+    options, update = CASES[case]
+    head = build_head("partial_fc", EMB, classes, {**options, "scale": 16.0, "update": update, **extra}).double()
+    start_margin(head, case)
+    return head
+
+
+def center_grad(head: PartialFC) -> torch.Tensor:
+    return head.weight.grad if head.update == "dense" else head._sampled[1].grad
+
+
+def reference(case: str = "combined-sparse"):
+    """Loss, backbone and center gradients, margin state after the step: single-process head."""
     x, y, centers, net = problem()
-    head = CombinedMarginHead(EMB, CLASSES, **MARGINS).double()
+    head = MarginHead(EMB, CLASSES, margin_of(case), scale=16.0).double()
+    start_margin(head, case)
     with torch.no_grad():
         head.weight.copy_(centers)
     loss = head(net(x), y)
     loss.backward()
-    return float(loss.detach()), [p.grad.clone() for p in net.parameters()], head.weight.grad.clone()
+    grads = [p.grad.clone() for p in net.parameters()]
+    return float(loss.detach()), grads, head.weight.grad.clone(), head.margin.state_dict()
 
 
-def worker(rank: int, world: int, init: str, out: str, update: str) -> None:
+def worker(rank: int, world: int, init: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        x, y, centers, net = problem()
-        ddp = nn.parallel.DistributedDataParallel(net)
-        ddp.register_comm_hook(None, all_reduce_sum_hook)
-        head = build_head("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0, "update": update}).double()
-        start, end = shard_range(CLASSES, rank, world)
-        with torch.no_grad():
-            head.weight.copy_(centers[start:end])
-        per = BATCH // world
-        loss = head(ddp(x[rank * per : (rank + 1) * per]), y[rank * per : (rank + 1) * per])
-        loss.backward()
-        grad = head.weight.grad if update == "dense" else head._sampled[1].grad
-        torch.save(
-            {
+        results = {}
+        for case in CASES:
+            x, y, centers, net = problem()
+            ddp = nn.parallel.DistributedDataParallel(net)
+            ddp.register_comm_hook(None, all_reduce_sum_hook)
+            head = partial_fc(case, sample_rate=1.0)
+            start, end = shard_range(CLASSES, rank, world)
+            with torch.no_grad():
+                head.weight.copy_(centers[start:end])
+            per = BATCH // world
+            loss = head(ddp(x[rank * per : (rank + 1) * per]), y[rank * per : (rank + 1) * per])
+            loss.backward()
+            results[case] = {
                 "loss": float(loss.detach()),
                 "backbone": [p.grad for p in net.parameters()],
-                "centers": grad,
+                "centers": center_grad(head),
                 "range": (start, end),
-            },
-            f"{out}/rank{rank}.pt",
-        )
-        del ddp  # its reducer holds the process group: release it and meet before tearing down
+                "margin": head.margin.state_dict(),
+            }
+            del ddp  # its reducer holds the process group: release it before the next case
+        torch.save(results, f"{out}/rank{rank}.pt")
         dist.barrier()
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("update", ["sparse", "dense"])
-def test_two_gloo_ranks_equal_single_process_full_softmax(tmp_path, update):
-    world = 2
-    mp.spawn(worker, args=(world, f"file://{tmp_path}/rendezvous", str(tmp_path), update), nprocs=world)
-    loss, backbone, centers = reference()
-    for rank in range(world):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> list[dict]:
+    """Every case run once on 2 gloo processes (one spawn for all: starting processes is slow)."""
+    out = tmp_path_factory.mktemp("gloo")
+    mp.spawn(worker, args=(2, f"file://{out}/rendezvous", str(out)), nprocs=2)
+    return [torch.load(out / f"rank{rank}.pt") for rank in range(2)]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_gloo_ranks_equal_single_process_full_softmax(two_ranks, case):
+    loss, backbone, centers, margin_state = reference(case)
+    for got in (ranks[case] for ranks in two_ranks):
         assert got["loss"] == pytest.approx(loss, abs=1e-9)
         for a, b in zip(got["backbone"], backbone, strict=True):
             torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
         start, end = got["range"]
         torch.testing.assert_close(got["centers"], centers[start:end], atol=1e-9, rtol=1e-7)
+        # the margin's statistics are those of the global batch
+        assert got["margin"].keys() == margin_state.keys()
+        for key, value in margin_state.items():
+            torch.testing.assert_close(got["margin"][key], value, atol=1e-12, rtol=1e-12)
 
 
-def test_single_process_rate_one_equals_full_softmax():
+@pytest.mark.parametrize("case", list(CASES))
+def test_single_process_rate_one_equals_full_softmax(case):
     x, y, centers, net = problem()
-    head = build_head("partial_fc", EMB, CLASSES, {**MARGINS, "sample_rate": 1.0}).double()
+    head = partial_fc(case, sample_rate=1.0)
     with torch.no_grad():
         head.weight.copy_(centers)
     loss = head(net(x), y)
-    ref_loss, _, ref_grad = reference()
+    ref_loss, ref_backbone, ref_grad, _ = reference(case)
     loss.backward()
     assert float(loss.detach()) == pytest.approx(ref_loss, abs=1e-10)
-    torch.testing.assert_close(head._sampled[1].grad, ref_grad)
+    torch.testing.assert_close(center_grad(head), ref_grad)
+    for p, want in zip(net.parameters(), ref_backbone, strict=True):
+        torch.testing.assert_close(p.grad, want)
+
+
+def test_cases_exercise_their_margins():
+    """The problem reaches what each margin does differently: CurricularFace hard negatives,
+    MagFace norms inside its range, AdaFace norms spread across its clip range."""
+    x, y, centers, net = problem()
+    emb = net(x).detach()
+    norms = emb.norm(dim=1)
+    cos = torch.nn.functional.normalize(emb, dim=1) @ torch.nn.functional.normalize(centers, dim=1).t()
+    target = combined_margin(cos.gather(1, y[:, None]).squeeze(1), m2=0.3)
+    hard = (cos > target[:, None]).sum() - (cos.gather(1, y[:, None]).squeeze(1) > target).sum()
+    assert hard > 5
+    assert ((norms > 1.0) & (norms < 6.0)).all()
+    z = (norms - norms.mean()) / norms.std() * 0.5
+    assert z.min() < -0.3 and z.max() > 0.3
+
+
+def test_margin_spelling():
+    assert isinstance(build_head("partial_fc", EMB, CLASSES, {"margin": "adaface"}).margin, AdaFaceMargin)
+    default = build_head("partial_fc", EMB, CLASSES).margin
+    assert isinstance(default, CombinedMargin) and (default.m1, default.m2, default.m3) == (1.0, 0.5, 0.0)
+    with pytest.raises(ValueError, match="either 'margin' or"):
+        build_head("partial_fc", EMB, CLASSES, {"margin": "adaface", "m2": 0.3})
+    with pytest.raises(ConfigError, match="needs a 'name'"):
+        build_head("partial_fc", EMB, CLASSES, {"margin": {"margin": 0.3}})
+    with pytest.raises(ConfigError, match="Did you mean 'margin'"):
+        build_head("partial_fc", EMB, CLASSES, {"margin": {"name": "arcface", "margn": 0.3}})
 
 
 def test_every_positive_is_sampled():

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facerec.heads.base import Head
 from facerec.heads.registry import HEADS
 
 
@@ -34,7 +35,7 @@ def require_pairs(positive: torch.Tensor, negative: torch.Tensor, what: str) -> 
         raise ValueError(f"{what}: the batch holds a single identity; no negative pairs")
 
 
-class MetricLoss(nn.Module):
+class MetricLoss(Head):
     def __init__(self, normalize: bool = True) -> None:
         super().__init__()
         self.normalize = normalize
@@ -48,6 +49,8 @@ class MetricLoss(nn.Module):
 class ContrastiveLoss(MetricLoss):
     """Hadsell et al.: d^2 for same-identity pairs, max(0, margin - d)^2 for others,
     averaged over all unordered pairs of the batch."""
+
+    needs_identity_batches = True
 
     def __init__(self, margin: float = 1.0, normalize: bool = True) -> None:
         super().__init__(normalize)
@@ -71,6 +74,8 @@ class TripletLoss(MetricLoss):
     farther than the positive; if there is none, the farthest negative.
     mining='all': every valid triplet, averaged over those with a positive loss.
     """
+
+    needs_identity_batches = True
 
     def __init__(self, margin: float = 0.2, mining: str = "semi_hard", normalize: bool = True) -> None:
         super().__init__(normalize)
@@ -115,7 +120,7 @@ class TripletLoss(MetricLoss):
 
 
 @HEADS.register("center")
-class CenterLoss(nn.Module):
+class CenterLoss(Head):
     """Wen et al.: mean of 0.5 * ||x_i - c_{y_i}||^2. The centers are parameters learned by
     the run's optimizer; use it as an auxiliary loss beside a softmax head (aux_heads)."""
 

@@ -7,12 +7,21 @@ contiguous block of classes). Each step:
 2. each rank samples its classes: every positive (a class of the global batch that it holds)
    plus random negatives up to `sample_rate` x its class count; sample_rate = 1 keeps all
    classes and is exactly the full softmax;
-3. cosine logits against the sampled centers, the combined margin psi(theta; m1, m2, m3) on
-   the target logit inside autograd (exact gradient), scale s;
+3. cosine logits against the sampled centers, the margin (`facerec.heads.margins`) on the
+   target logit inside autograd (exact gradient), scale s;
 4. a softmax cross-entropy whose normalizer is built with an all-reduce of the row maxima and
    of the sums of exponentials, so each rank only ever holds its own logits.
 
 The loss is the mean over the global batch, identical on every rank.
+
+Margins: `margin: {name: adaface, margin: 0.4, ...}` (or just `margin: adaface`) takes any
+margin of `facerec.heads.margins.MARGINS` with its options; without it, `m1, m2, m3` give the
+combined margin (default ArcFace, m2 = 0.5). The statistics a margin keeps (AdaFace's norm mean
+and deviation, CurricularFace's mean target cosine) are computed over the gathered GLOBAL batch,
+identical on every rank, so the sharded head equals the single-process one; a margin that reads
+every row's target cosine gets them with one all-reduce of a batch-sized vector. A regularizer
+on the norms (MagFace) is taken on each rank's own rows, so summed backbone gradients count it
+once, and its value is all-reduced into the loss.
 
 Updates (`update`):
 - 'sparse' (default): the centers are not optimizer parameters; `sparse_step` applies SGD with
@@ -29,16 +38,17 @@ Updates (`update`):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from facerec.distributed import current, shard_range
+from facerec.heads.base import Head, OptimizerStep
 from facerec.heads.lazy_sgd import StepHistory
-from facerec.heads.margin import combined_margin
+from facerec.heads.margins import CombinedMargin, Margin, build_margin
 from facerec.heads.registry import HEADS
 
 
@@ -146,16 +156,22 @@ class ShardedSoftmaxCrossEntropy(torch.autograd.Function):
 
 
 @HEADS.register("partial_fc")
-class PartialFC(nn.Module):
+class PartialFC(Head):
+    """The sharded class layer of the module docstring (`update`: 'sparse' or 'dense')."""
+
+    sharded = True
+    owns_update = True  # cleared for update='dense', where the optimizer owns the centers
+
     def __init__(
         self,
         embedding_size: int,
         num_classes: int,
         sample_rate: float = 1.0,
         scale: float = 64.0,
-        m1: float = 1.0,
-        m2: float = 0.5,
-        m3: float = 0.0,
+        m1: float | None = None,
+        m2: float | None = None,
+        m3: float | None = None,
+        margin: str | Mapping[str, Any] | Margin | None = None,
         update: str = "sparse",
         seed: int = 0,
     ) -> None:
@@ -168,7 +184,9 @@ class PartialFC(nn.Module):
         self.rank, self.world_size = ctx.rank, ctx.world_size
         self.class_start, self.class_end = shard_range(num_classes, ctx.rank, ctx.world_size)
         self.num_classes, self.num_local = num_classes, self.class_end - self.class_start
-        self.sample_rate, self.scale, self.margins, self.update = sample_rate, scale, (m1, m2, m3), update
+        self.sample_rate, self.scale, self.update, self.seed = sample_rate, scale, update, seed
+        self.margin = self._margin(m1, m2, m3, margin)
+        self.owns_update = update == "sparse"
         weight = torch.empty(self.num_local, embedding_size)
         init = torch.Generator().manual_seed(seed * 1_000_003 + ctx.rank)
         weight.normal_(0, 0.01, generator=init)
@@ -179,8 +197,22 @@ class PartialFC(nn.Module):
             self.register_buffer("momentum_buffer", torch.zeros_like(weight))
             self.register_buffer("last_step", torch.full((self.num_local,), -1, dtype=torch.long))
         self.history = StepHistory()  # sparse update: every step's lr, momentum, decay
-        self.sampler = torch.Generator().manual_seed(seed * 1_000_003 + 7919 + ctx.rank)
+        self.sampler = torch.Generator().manual_seed(self.sampler_seed(seed, ctx.rank))
         self._sampled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @staticmethod
+    def _margin(
+        m1: float | None, m2: float | None, m3: float | None, margin: str | Mapping[str, Any] | Margin | None
+    ) -> Margin:
+        if margin is None:
+            return CombinedMargin(1.0 if m1 is None else m1, 0.5 if m2 is None else m2, m3 or 0.0)
+        if (m1, m2, m3) != (None, None, None):
+            raise ValueError("partial_fc takes either 'margin' or the combined margin's m1, m2, m3, not both")
+        return build_margin(margin)
+
+    @staticmethod
+    def sampler_seed(seed: int, rank: int) -> int:
+        return seed * 1_000_003 + 7919 + rank
 
     # The sampling generator is part of the state: resuming continues the same negatives.
     def get_extra_state(self) -> dict[str, Any]:
@@ -188,6 +220,7 @@ class PartialFC(nn.Module):
             "sampler": self.sampler.get_state(),
             "class_range": (self.class_start, self.class_end),
             "history": self.history.state_dict(),
+            "seed": self.seed,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
@@ -198,6 +231,29 @@ class PartialFC(nn.Module):
             )
         self.sampler.set_state(state["sampler"])
         self.history.load_state_dict(state["history"])
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # checkpoints from before margins were modules: their combined margin kept no buffers
+        for name, buf in self.margin.named_buffers():
+            state_dict.setdefault(f"{prefix}margin.{name}", buf.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    @classmethod
+    def sharded_state_keys(cls) -> tuple[str, ...]:
+        return ("weight", "momentum_buffer", "last_step")  # the dense update keeps only 'weight'
+
+    @classmethod
+    def reshard_state(cls, states: Sequence[Mapping[str, Any]], world_size: int) -> list[dict[str, Any]]:
+        """As `Head.reshard_state`; each rank's extra state gets its class range and a fresh
+        sampling generator (the one a new run of that rank starts with)."""
+        out = super().reshard_state(states, world_size)
+        num_classes = sum(len(s["weight"]) for s in states)
+        for rank, state in enumerate(out):
+            extra = dict(state["_extra_state"])
+            extra["class_range"] = shard_range(num_classes, rank, world_size)
+            extra["sampler"] = torch.Generator().manual_seed(cls.sampler_seed(extra.get("seed", 0), rank)).get_state()
+            state["_extra_state"] = extra
+        return out
 
     def sample(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices of the local centers used this step, sorted; local target column per row or -1)."""
@@ -228,12 +284,43 @@ class PartialFC(nn.Module):
             centers.requires_grad_(self.training)
             if self.training:
                 self._sampled = (index, centers, momentum)
-        logits = scaled_cosines(F.normalize(emb, dim=1), centers, self.scale)
+        norms = torch.linalg.vector_norm(emb, dim=1)
+        logits = scaled_cosines(emb / norms.clamp_min(1e-12)[:, None], centers, self.scale)
         rows = torch.nonzero(target >= 0).squeeze(1)
         cols = target[rows]
-        psi = combined_margin(logits[rows, cols] / self.scale, *self.margins)
-        logits = logits.index_put_((rows, cols), (self.scale * psi).to(logits.dtype))  # in place: no copy
-        return ShardedSoftmaxCrossEntropy.apply(logits, target)
+        logits = self._apply_margin(logits, rows, cols, norms)
+        loss = ShardedSoftmaxCrossEntropy.apply(logits, target)
+        regularizer = self.margin.regularizer(torch.linalg.vector_norm(embeddings, dim=1))
+        if regularizer is None:
+            return loss
+        # this rank's rows only (summed backbone gradients count each row once); value over all
+        local = regularizer.sum() / len(emb)
+        total = _all_reduce(local.detach().clone(), dist.ReduceOp.SUM)
+        return loss + local + (total - local.detach())
+
+    def _apply_margin(
+        self, logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, norms: torch.Tensor
+    ) -> torch.Tensor:
+        """The margined target logits put into `logits` (rows of the global batch whose class this
+        rank holds: `rows`, at columns `cols`), in place unless the margin changes negatives."""
+        cos_target = logits[rows, cols] / self.scale
+        every = None  # every row's target cosine, identical on all ranks
+        if self.margin.uses_batch_targets or self.margin.adjusts_negatives:
+            every = torch.zeros(len(logits), dtype=logits.dtype, device=logits.device)
+            every[rows] = cos_target.detach()
+            _all_reduce(every, dist.ReduceOp.SUM)
+        if self.training:
+            self.margin.observe(norms.detach(), every)
+        psi = self.margin.target(cos_target, norms[rows])
+        if every is not None and self.margin.adjusts_negatives:
+            with torch.no_grad():
+                every_target = self.margin.target(every, norms)
+            logits = self.scale * self.margin.negatives(logits / self.scale, every_target)
+        return logits.index_put_((rows, cols), (self.scale * psi).to(logits.dtype))  # in place: no copy
+
+    def after_optimizer_step(self, step: OptimizerStep) -> None:
+        """The sparse update of the rows sampled by the last forward pass."""
+        self.sparse_step(step.lr, step.momentum, step.weight_decay, step.grad_scale, step.nesterov)
 
     @torch.no_grad()
     def sparse_step(

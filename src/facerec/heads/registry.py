@@ -1,5 +1,4 @@
-from torch import nn
-
+from facerec.heads.base import Head
 from facerec.registry import Registry
 
-HEADS: Registry[nn.Module] = Registry("head")
+HEADS: Registry[Head] = Registry("head")
