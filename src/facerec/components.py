@@ -8,14 +8,18 @@ from facerec.registry import Registry
 
 
 def registries() -> list[Registry[Any]]:
-    """Backbones, heads and losses, optimizers, learning-rate schedules, data sources. Imported
-    here, not at module level: each pulls in torch and its package."""
+    """Named models, backbones, heads, margins, optimizers, learning-rate schedules, data
+    sources, face detectors, evaluation protocols. Imported here, not at module level: each
+    pulls in torch and its package."""
+    from facerec.align.pipeline import DETECTORS
     from facerec.data import SOURCES
+    from facerec.eval.protocols import PROTOCOLS
     from facerec.heads import HEADS
-    from facerec.models import BACKBONES
+    from facerec.heads.margins import MARGINS
+    from facerec.models import BACKBONES, MODELS
     from facerec.train.optim import OPTIMIZERS, SCHEDULES
 
-    return [BACKBONES, HEADS, OPTIMIZERS, SCHEDULES, SOURCES]
+    return [MODELS, BACKBONES, HEADS, MARGINS, OPTIMIZERS, SCHEDULES, SOURCES, DETECTORS, PROTOCOLS]
 
 
 def component_names() -> dict[str, list[str]]:
