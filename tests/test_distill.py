@@ -12,7 +12,7 @@ import torch
 from facerec.distill import losses as kd
 from facerec.distill.targets import teacher_threshold
 from facerec.errors import DataError
-from facerec.eval.verification import sample_pairs
+from facerec.eval.pairs import sample_pairs
 
 
 def batch(n=7, ds=5, dt=6, seed=0):
@@ -124,8 +124,8 @@ def test_teacher_threshold_is_the_best_on_its_sampled_pairs():
     x = centers[labels] + rng.normal(scale=0.8, size=(120, 16))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     threshold = teacher_threshold(x, labels, pairs=2000, seed=1)
-    left, right, same = sample_pairs(labels, 2000, 1)
-    scores = (x[left] * x[right]).sum(1)
+    drawn = sample_pairs(labels, 2000, 1)
+    scores, same = (x[drawn.left] * x[drawn.right]).sum(1), drawn.same
     best = max(((scores >= t) == same).mean() for t in np.unique(scores))  # brute force
     assert ((scores >= threshold) == same).mean() == best
     with pytest.raises(DataError, match=r"distill\.threshold"):

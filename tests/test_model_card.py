@@ -63,7 +63,8 @@ def test_a_gallery_of_one_run_refuses_the_other(tmp_path):
     gallery.save(tmp_path / "g.npz")
     loaded = Gallery.load(tmp_path / "g.npz")
     loaded.check_model(RecognitionPipeline(a, "none"), tmp_path / "g.npz")  # its own model: fine
-    with pytest.raises(FacerecError, match=r"holds embeddings of model 'run_a' \(digest [0-9a-f]{12}\), not of 'run_b'"):
+    refused = r"holds embeddings of model 'run_a' \(digest [0-9a-f]{12}\), not of 'run_b'"
+    with pytest.raises(FacerecError, match=refused):
         loaded.check_model(RecognitionPipeline(b, "none"), tmp_path / "g.npz")
 
 
@@ -90,7 +91,7 @@ def test_named_models_and_clear_errors(tmp_path):
     record = model.card.threshold_for("mtcnn", True)
     assert record is not None and 0 < record.value < 1 and record.detector == "mtcnn"
     assert model.net(torch.rand(2, 3, model.input_size, model.input_size)).shape == (2, 128)
-    with pytest.raises(FacerecError, match="unknown named model 'defualt'.*Did you mean 'default'"):
+    with pytest.raises(FacerecError, match=r"unknown named model 'defualt'.*Did you mean 'default'"):
         load_recognition_model("defualt")
     with pytest.raises(FacerecError, match="model file not found"):
         load_recognition_model(tmp_path / "missing.pt")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import LFW, needs_dlib, needs_lfw, needs_mtcnn
 from facerec.cli import main
 from facerec.errors import FacerecError
 from facerec.serve.gallery import Gallery
-from conftest import LFW, needs_dlib, needs_lfw, needs_mtcnn
 
 
 def unit(v):

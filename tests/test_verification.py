@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from facerec.eval.verification import best_threshold, kfold_accuracy, sample_pairs, verify_embeddings
+from facerec.eval.pairs import sample_pairs
+from facerec.eval.verification import best_threshold, kfold_accuracy, verify_embeddings
 
 
 def brute_force_best(scores, same):
@@ -39,8 +40,9 @@ def test_separable_scores_give_perfect_accuracy():
 
 def test_pairs_are_balanced_and_correct():
     labels = np.repeat(np.arange(10), 4)
-    i, j, same = sample_pairs(labels, 200, seed=1)
-    assert same.sum() == 100
+    pairs = sample_pairs(labels, 200, seed=1)
+    i, j, same = pairs.left, pairs.right, pairs.same
+    assert same.sum() == 100 and len(np.unique(pairs.fold)) == 10
     assert ((labels[i] == labels[j]) == same).all()
     assert (i[same] != j[same]).all()
 

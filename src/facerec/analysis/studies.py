@@ -12,8 +12,9 @@ import numpy as np
 
 from facerec.analysis import bias, linear_map, membership, projection, resolution
 from facerec.analysis.common import ImageSet, embed, folder_images, lfw_images, lfw_pairs_over
+from facerec.core.files import write_json
+from facerec.core.images import identity_tree
 from facerec.errors import DataError
-from facerec.eval.report import write_json
 
 DEFAULT_CACHE = Path.home() / ".cache" / "facerec" / "embeddings"
 
@@ -130,11 +131,7 @@ def membership_study(
     """`members_from`: the training tree of `model` (its identity folders are the members);
     the images analyzed are `source`'s. Controls: other models (e.g. the reference) that saw
     none of these people, whose AUC should be near 0.5."""
-    if not Path(members_from).is_dir():
-        raise DataError(f"--members-from {members_from} is not a folder (the model's training tree)")
-    members = {p.name for p in Path(members_from).iterdir() if p.is_dir()}
-    if not members:
-        raise DataError(f"{members_from} holds no identity folders")
+    members = {person.name for person in identity_tree(members_from, "--members-from folder (the training tree)")}
     images = source.image_set()
     results = {}
     for name, det in [(model, detector), *controls]:

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from facerec.core.files import write_json as write_json  # callers import it from here
 from facerec.core.plots import pyplot, save_figure
 from facerec.eval.metrics import Roc, auc, best_accuracy, eer, roc_curve, tar_at_fars
 from facerec.eval.verification import kfold_accuracy
