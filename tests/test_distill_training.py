@@ -32,8 +32,8 @@ def tree_and_teacher(tmp_path):
         for i in range(4):
             image = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
             Image.fromarray(image).save(folder / f"{i}.png")
-    cfg = BackboneConfig("lowres_irse8", 12, options={"widths": [8, 8, 8, 8], "se": False})
-    teacher = export_model(tmp_path / "teacher.pt", build_backbone(cfg.name, 12, 16, cfg.options), asdict(cfg), 16)
+    cfg = BackboneConfig("lowres_irse8", 12, 16, options={"widths": [8, 8, 8, 8], "se": False})
+    teacher = export_model(tmp_path / "teacher.pt", build_backbone(cfg.name, 12, 16, cfg.options), asdict(cfg))
     targets = tmp_path / "targets.npz"
     args = ["distill-targets", str(tmp_path / "faces"), "--teacher", str(teacher), "--detector", "none"]
     assert main([*args, "--out", str(targets)]) == 0
@@ -206,11 +206,15 @@ def test_identity_balanced_batches_distil_people_with_one_image(tmp_path, tree_a
         (faces / "p0" / f"{i}.png").unlink()
     pk = ["data.sampler=pk", "data.images_per_identity_in_batch=2", "data.augment={flip: true}"]
     terms = "distill.terms={cosine: 1.0, similarity: 1.0, evaluation: 1.0}"
-    trainer = Trainer(student(tmp_path / "run", faces, f"distill.targets={targets}", *pk, terms, "train.epochs=30"))
-    measured = trainer.cfg.distill.threshold  # not set: the teacher's, on its training targets
+    cfg = student(tmp_path / "run", faces, f"distill.targets={targets}", *pk, terms, "train.epochs=30")
+    trainer = Trainer(cfg)
+    measured = trainer.parts.teacher.threshold  # not set: the teacher's, on its training targets
     assert measured is not None and -1 < measured < 1
+    assert cfg.distill.threshold is None, "the run's config is left as given"
     trainer.fit()
+    # config.yaml and the checkpoints record the measured value: a rerun from them trains the same
     assert load_config(str(tmp_path / "run" / "config.yaml")).distill.threshold == measured
+    assert Trainer(cfg).resume(), "resuming with the config as given (threshold measured again)"
     rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
     assert np.mean([r["loss"] for r in rows[-3:]]) < 0.5 * np.mean([r["loss"] for r in rows[:3]])
     with pytest.raises(ConfigError, match="on-the-fly teacher's threshold"):
