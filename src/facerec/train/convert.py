@@ -1,8 +1,9 @@
-"""Convert the checkpoint of a run with a sharded class layer (Partial FC) between world sizes.
+"""Convert the checkpoint of a run with a sharded head between world sizes.
 
 Every rank's file holds the same backbone, optimizer and schedule state and its own block of
-class centers (with their momentum). Converting concatenates the blocks in rank order and cuts
-them again for the new number of processes; world size 1 gives one single-process file.
+the head's class rows (with their momentum). The head says which of its state is split by
+class (`Head.reshard_state`); converting joins the blocks in rank order and cuts them again
+for the new number of processes; world size 1 gives one single-process file.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from typing import Any
 
 import torch
 
-from facerec.distributed import shard_range
+from facerec.config import from_dict
 from facerec.errors import TrainingError
+from facerec.heads import head_type
+from facerec.heads.base import reshard_rows
 from facerec.train.checkpoint import PATTERN, checkpoint_name, load_checkpoint
 
-SHARDED = ("head.weight", "head.momentum_buffer", "head.last_step")
+HEAD = "head."
 
 
 def rank_files(path: Path) -> list[Path]:
@@ -34,43 +37,45 @@ def rank_files(path: Path) -> list[Path]:
     return files
 
 
-def _head_param_state(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """The optimizer state of a dense-update head's centers, when the optimizer holds them."""
-    index = payload.get("head_weight_optimizer_index")
-    return None if index is None else payload["optimizer"]["state"].get(index)
-
-
 def convert(path: str | Path, world_size: int, out_dir: str | Path) -> list[Path]:
     path, out_dir = Path(path), Path(out_dir)
     payloads = [load_checkpoint(f) for f in rank_files(path)]
-    if "head.weight" not in payloads[0]["net"] or "head._extra_state" not in payloads[0]["net"]:
-        raise TrainingError(f"{path}: only runs with a partial_fc head have sharded checkpoints")
-    full = {k: torch.cat([p["net"][k] for p in payloads]) for k in SHARDED if k in payloads[0]["net"]}
-    dense_states = [_head_param_state(p) for p in payloads]
-    dense_full = torch.cat([s["momentum_buffer"] for s in dense_states]) if all(dense_states) else None
-    num_classes = len(full["head.weight"])
+    name = from_dict(payloads[0]["config"], stored=True).head.name
+    head = head_type(name)
+    if not head.sharded:
+        raise TrainingError(f"{path}: head '{name}' is not sharded; its checkpoints are the same for any world size")
+    heads = head.reshard_state([head_state(p["net"]) for p in payloads], world_size)
+    momenta = optimizer_head_momenta(payloads, world_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for rank in range(world_size):
-        start, end = shard_range(num_classes, rank, world_size)
-        payload = {**payloads[0], "world_size": world_size, "rank": rank}
-        net = dict(payloads[0]["net"])
-        for key, value in full.items():
-            net[key] = value[start:end].clone()
-        extra = dict(net["head._extra_state"])
-        extra["class_range"] = (start, end)
-        extra["sampler"] = torch.Generator().manual_seed(7919 + rank).get_state()  # fresh negatives
-        net["head._extra_state"] = extra
-        payload["net"] = net
-        if dense_full is not None:
-            payload["optimizer"] = _with_head_momentum(payloads[0], dense_full[start:end].clone())
+        net = {k: v for k, v in payloads[0]["net"].items() if not k.startswith(HEAD)}
+        net.update({HEAD + k: v for k, v in heads[rank].items()})
+        payload = {**payloads[0], "world_size": world_size, "rank": rank, "net": net}
+        if momenta is not None:
+            payload["optimizer"] = with_head_momentum(payloads[0], momenta[rank])
         target = out_dir / checkpoint_name(payload["step"], rank)
         torch.save(payload, target)
         written.append(target)
     return written
 
 
-def _with_head_momentum(payload: dict[str, Any], buffer: torch.Tensor) -> dict[str, Any]:
+def head_state(net: dict[str, Any]) -> dict[str, Any]:
+    """The head's entries of a network state dict, keyed relative to the head."""
+    return {k[len(HEAD) :]: v for k, v in net.items() if k.startswith(HEAD)}
+
+
+def optimizer_head_momenta(payloads: list[dict[str, Any]], world_size: int) -> list[torch.Tensor] | None:
+    """Each new rank's momentum rows of the head's class centers, when the optimizer (not the
+    head) updates them; None otherwise."""
+    index = payloads[0].get("head_weight_optimizer_index")
+    states = [p["optimizer"]["state"].get(index) for p in payloads] if index is not None else []
+    if not states or not all(s and "momentum_buffer" in s for s in states):
+        return None
+    return reshard_rows([s["momentum_buffer"] for s in states], world_size)
+
+
+def with_head_momentum(payload: dict[str, Any], buffer: torch.Tensor) -> dict[str, Any]:
     optimizer = payload["optimizer"]
     state = {k: dict(v) for k, v in optimizer["state"].items()}
     state[payload["head_weight_optimizer_index"]]["momentum_buffer"] = buffer
