@@ -454,7 +454,7 @@ def test_analyze_bad_input_gives_clear_errors(tmp_path, capsys, faces_and_model)
     assert main(["analyze", "bias", "--groups", str(tmp_path / "none.csv"), *common]) == 2
     assert "group labels not found" in capsys.readouterr().err
     assert main(["analyze", "membership", "--members-from", str(tmp_path / "nope"), *common]) == 2
-    assert "is not a folder" in capsys.readouterr().err
+    assert "--members-from folder (the model's training tree) not found" in capsys.readouterr().err
     assert main(["analyze", "embeddings", "--reuse", "file.npz", *common]) == 2
     assert "MODEL=FILE.npz" in capsys.readouterr().err
     assert main(["analyze", "resolution", "--model", str(model), "--out", str(tmp_path / "o")]) == 2

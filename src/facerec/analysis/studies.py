@@ -13,7 +13,7 @@ import numpy as np
 from facerec.analysis import bias, linear_map, membership, projection, resolution
 from facerec.analysis.common import ImageSet, embed, folder_images, lfw_images, lfw_pairs_over
 from facerec.core.files import write_json
-from facerec.core.images import identity_tree
+from facerec.core.images import require_folder
 from facerec.errors import DataError
 
 DEFAULT_CACHE = Path.home() / ".cache" / "facerec" / "embeddings"
@@ -131,7 +131,11 @@ def membership_study(
     """`members_from`: the training tree of `model` (its identity folders are the members);
     the images analyzed are `source`'s. Controls: other models (e.g. the reference) that saw
     none of these people, whose AUC should be near 0.5."""
-    members = {person.name for person in identity_tree(members_from, "--members-from folder (the training tree)")}
+    # the members are the folder names: the images the model trained on need not be here
+    root = require_folder(members_from, "--members-from folder (the model's training tree)")
+    members = {p.name for p in root.iterdir() if p.is_dir()}
+    if not members:
+        raise DataError(f"{members_from} holds no identity folders")
     images = source.image_set()
     results = {}
     for name, det in [(model, detector), *controls]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from facerec.errors import DataError
 from facerec.pipeline import Embeddings, RecognitionPipeline, rows_by_path
@@ -112,13 +111,3 @@ def teacher_threshold(targets: np.ndarray, labels: np.ndarray, pairs: int = 2000
             f"the teacher's threshold is measured on pairs of labelled training images ({err}); set distill.threshold"
         ) from None
     return best_threshold(drawn.scores(targets), drawn.same)[0]
-
-
-def attach_targets(dataset: object, table: dict[str, np.ndarray], center: bool = False) -> int:
-    """Give each image of the dataset its teacher embedding, optionally centered on their mean
-    and renormalized; returns the teacher's embedding size."""
-    targets = targets_of(dataset, table)
-    if center:
-        targets = centered(targets, targets.mean(0))
-    dataset.targets = torch.from_numpy(targets.astype(np.float32))  # type: ignore[attr-defined]
-    return int(dataset.targets.shape[1])  # type: ignore[attr-defined]

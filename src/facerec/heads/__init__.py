@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from facerec.errors import ConfigError
 from facerec.heads import classifier, metric, partial_fc  # noqa: F401  (registers)
 from facerec.heads.base import Head, OptimizerStep
 from facerec.heads.margins import MARGINS, Margin, build_margin
@@ -22,19 +23,15 @@ def head_type(name: str) -> type[Head]:
 
 
 def build_head(name: str, embedding_size: int, num_classes: int, options: dict[str, Any] | None = None) -> Head:
-    """Build a head/loss, passing the embedding size and class count to those that take them."""
+    """Build a head, passing the embedding size and class count to those that take them."""
     params = inspect.signature(head_type(name)).parameters
     context = {"embedding_size": embedding_size, "num_classes": num_classes}
     kwargs = {k: v for k, v in context.items() if k in params}
     options = dict(options or {})
     for key in kwargs:
         if key in options:
-            raise ValueError(f"'{key}' of loss '{name}' is set by the run, not by its options")
+            raise ConfigError(f"'{key}' of head '{name}' is set by the run, not by its options")
     return HEADS.build(name, **kwargs, **options)
 
-
-# Transitional, derived from the flags: train/head_contract.py (in progress) still imports it.
-# Remove once nothing does; new code reads `head_type(name).needs_identity_batches`.
-PAIRWISE_LOSSES = frozenset(name for name in HEADS.names() if head_type(name).needs_identity_batches)
 
 __all__ = ["HEADS", "MARGINS", "Head", "Margin", "OptimizerStep", "build_head", "build_margin", "head_type"]

@@ -71,10 +71,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def initial_weights(spec: str | Path) -> dict[str, Any]:
     """The `net` state a fine-tuning run starts from: a training checkpoint's whole network, or
-    an exported model file's backbone ('default' names the shipped model)."""
-    from facerec.models.io import read_model_file
+    an exported model file's backbone, or a named model's ('default': the shipped model)."""
+    from facerec.models import MODELS
+    from facerec.models.io import load_recognition_model, read_model_file
 
     try:
+        if str(spec) in MODELS:
+            backbone = load_recognition_model(str(spec)).net.state_dict()
+            return {f"backbone.{k}": v for k, v in backbone.items()}
         found = read_model_file(spec)
     except FacerecError as exc:
         raise TrainingError(f"train.init_from: {exc}") from exc
