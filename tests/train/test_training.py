@@ -7,49 +7,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from facerec.config import load_config
+from conftest import TINY, losses, tiny
 from facerec.errors import ConfigError, TrainingError
 from facerec.models.io import load_model
 from facerec.train import Trainer
 from facerec.train.checkpoint import list_checkpoints
 from facerec.train.logger import read_metrics
-
-TINY = [
-    "data.source=synthetic",
-    "backbone.input_size=16",
-    "data.synthetic.identities=10",
-    "data.synthetic.images_per_identity=4",
-    "data.val_identities=2",
-    "data.batch_size=8",
-    "data.augment.lowres_prob=0.5",
-    "data.augment.color_jitter=0.1",
-    "backbone.name=lowres_irse8",
-    "backbone.embedding_size=16",
-    "backbone.options={widths: [4, 8, 8, 8], dropout: 0.2}",
-    "head.name=arcface",
-    "head.options={scale: 16, margin: 0.3}",
-    "optim.lr=0.05",
-    "schedule.warmup_steps=3",
-    "train.epochs=3",
-    "train.checkpoint_every=4",
-    "train.log_every=1",
-    "train.progress=false",
-    "train.device=cpu",
-]
-
-
-def tiny(tmp_path: Path, *extra: str):
-    return load_config(None, [*TINY, f"train.output_dir={tmp_path}", *extra])
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    """Loss per step."""
-    return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r}
 
 
 def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
