@@ -110,10 +110,11 @@ class RecognitionPipeline:
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
-    def load(cls, model: str | Path, **options: Any) -> RecognitionPipeline:
-        """A pipeline over a named model ('default', 'dlib') or a model file / checkpoint."""
+    def load(cls, model: str | Path, runtime: str | None = None, **options: Any) -> RecognitionPipeline:
+        """A pipeline over a named model ('default', 'dlib'), a model file / checkpoint or an ONNX
+        file, run by `runtime`: 'torch', 'onnx' (onnxruntime) or None (the model's own)."""
         device = pick_device(str(options.get("device", "auto")))
-        return cls(load_recognition_model(model, device), **{**options, "device": device})
+        return cls(load_recognition_model(model, device, runtime), **{**options, "device": device})
 
     @classmethod
     def for_network(

@@ -1,9 +1,14 @@
 """Model files: exporting a backbone with its card, and loading any model by name or path.
 
 `load_recognition_model(spec)` is the one way to get a model for inference: `spec` is a named
-model of the `MODELS` registry ('default', 'dlib', ...), an exported model file or a training
-checkpoint. Files written before cards existed still load; their card is rebuilt from what
-they hold (architecture, input size, weights, the threshold they recorded).
+model of the `MODELS` registry ('default', 'dlib', ...), an exported model file, a training
+checkpoint or an ONNX file (`facerec export`). Files written before cards existed still load;
+their card is rebuilt from what they hold (architecture, input size, weights, the threshold
+they recorded).
+
+The runtime is torch or onnxruntime ('onnx'). An ONNX file runs on onnxruntime only; a torch
+model asked to run on onnxruntime is exported once into ~/.cache/facerec/onnx (keyed by its
+content digest) and keeps its card, so its galleries and thresholds stay valid.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from facerec.core.files import torch_save
 from facerec.errors import FacerecError
 from facerec.models.backbones import build_backbone
 from facerec.models.card import ModelCard, ThresholdRecord, card_for_backbone
+from facerec.models.onnx_file import OnnxNet, cached_onnx_file, is_onnx_file, read_onnx
 from facerec.models.registry import MODELS
 
 MODEL_FORMAT = "facerec-model"
+RUNTIMES = ("torch", "onnx")
 
 
 @dataclass
@@ -122,8 +129,34 @@ def build_from_file(found: ModelFile, device: str | torch.device = "cpu") -> Rec
     return RecognitionModel(net.to(device).eval(), card)
 
 
-def load_recognition_model(spec: str | Path, device: str | torch.device = "cpu") -> RecognitionModel:
-    """A named model ('default', 'dlib', see `facerec components`) or a model file / checkpoint."""
+def load_recognition_model(
+    spec: str | Path, device: str | torch.device = "cpu", runtime: str | None = None
+) -> RecognitionModel:
+    """A named model ('default', 'dlib', see `facerec components`), a model file / checkpoint or
+    an ONNX file, run by `runtime`: 'torch', 'onnx' (onnxruntime) or None, the model's own (onnx
+    for an ONNX file, torch otherwise)."""
+    if runtime not in (None, *RUNTIMES):
+        raise FacerecError(f"unknown runtime '{runtime}' (use {' or '.join(RUNTIMES)})")
+    if is_onnx_file(spec):
+        return _load_onnx_file(spec, device, runtime)
+    model = _load_torch_model(spec, device)
+    return on_onnxruntime(model, device) if runtime == "onnx" else model
+
+
+def _load_onnx_file(path: str | Path, device: str | torch.device, runtime: str | None) -> RecognitionModel:
+    if runtime == "torch":
+        raise FacerecError(f"{path} is an ONNX model: it runs on onnxruntime only (runtime 'onnx')")
+    return RecognitionModel(*read_onnx(path, device))
+
+
+def on_onnxruntime(model: RecognitionModel, device: str | torch.device = "cpu") -> RecognitionModel:
+    """The same model, card included, run by onnxruntime from its cached ONNX export."""
+    if isinstance(model.net, OnnxNet):
+        return model
+    return RecognitionModel(OnnxNet(cached_onnx_file(model.net, model.card), device), model.card)
+
+
+def _load_torch_model(spec: str | Path, device: str | torch.device) -> RecognitionModel:
     if str(spec) in MODELS:
         return MODELS.build(str(spec), device=device)
     if not Path(spec).exists() and Path(spec).suffix == "":

@@ -22,6 +22,7 @@ DLIB_150 = np.array([[46.925, 46.230], [100.190, 46.231], [73.469, 74.965], [49.
 class DlibResNet(nn.Module):
     input_size = 150
     embedding_size = 128
+    exportable = False  # dlib computes in its own C++, outside torch: there is no graph to export
 
     def __init__(self) -> None:
         super().__init__()

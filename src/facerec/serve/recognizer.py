@@ -52,9 +52,10 @@ class FaceRecognizer:
         flip: bool = True,
         threshold: float | None = None,
         device: str = "auto",
+        runtime: str | None = None,  # torch or onnx (onnxruntime); None: the model's own
     ) -> None:
         self.pipeline = RecognitionPipeline.load(
-            model, detector=detector, several="largest", missing="skip", flip=flip, device=device
+            model, runtime, detector=detector, several="largest", missing="skip", flip=flip, device=device
         )
         self.threshold_record = self._threshold(threshold)
         self.threshold = self.threshold_record.value
