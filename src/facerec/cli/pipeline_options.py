@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from facerec.models.io import RUNTIMES
 from facerec.pipeline import RecognitionPipeline
 
-MODEL_HELP = "'default' (the shipped 64 px model), 'dlib' (the reference model) or a model.pt / training checkpoint"
+MODEL_HELP = (
+    "'default' (the shipped 64 px model), 'dlib' (the reference model), a model.pt / training checkpoint "
+    "or an exported .onnx"
+)
+RUNTIME_HELP = (
+    "torch, or onnx (onnxruntime; a torch model is exported once to ~/.cache/facerec/onnx); "
+    "default: onnx for a .onnx model, torch otherwise"
+)
 DETECTOR_HELP = "mtcnn, dlib, dlib-native (dlib's own chips) or none (the images are aligned crops)"
 
 
@@ -17,6 +25,7 @@ def add_pipeline_arguments(
     p.add_argument("--model", default=model, required=model is None, help=MODEL_HELP)
     p.add_argument("--detector", default=detector, help=DETECTOR_HELP)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    add_runtime_argument(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per network call")
     if degrade:
         p.add_argument(
@@ -24,10 +33,15 @@ def add_pipeline_arguments(
         )
 
 
+def add_runtime_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
+
+
 def pipeline_from(args: argparse.Namespace, **policy: Any) -> RecognitionPipeline:
     """The pipeline the arguments name; `policy`: several/missing/flip as the command needs."""
     return RecognitionPipeline.load(
         args.model,
+        args.runtime,
         detector=args.detector,
         device=args.device,
         batch_size=args.batch_size,

@@ -6,20 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from facerec.cli.pipeline_options import add_pipeline_arguments, pipeline_from
+from facerec.cli.pipeline_options import MODEL_HELP, add_pipeline_arguments, add_runtime_argument, pipeline_from
 from facerec.cli.registry import command
+from facerec.cli.store_options import add_store_arguments, store_from
 from facerec.serve.recognizer import FaceRecognizer
 
 
 def recognizer(args: argparse.Namespace) -> FaceRecognizer:
-    return FaceRecognizer(args.model, args.detector, threshold=args.threshold, device=args.device)
+    return FaceRecognizer(args.model, args.detector, threshold=args.threshold, device=args.device, runtime=args.runtime)
 
 
 def add_use_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default", help="'default' (the shipped model), 'dlib' (reference) or a model.pt")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--detector", default="mtcnn", help="mtcnn or dlib")
     p.add_argument("--threshold", type=float, help="cosine threshold (default: the model card's for this detector)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    add_runtime_argument(p)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -37,37 +39,37 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_enroll(args: argparse.Namespace) -> int:
-    rec = recognizer(args)
-    gallery = rec.open_gallery(args.gallery, create=True)
-    report = rec.enroll_tree(gallery, args.dir, args.name)
+    with store_from(args) as store:  # first: a missing key is refused before the model loads
+        report = recognizer(args).enroll_tree(store, args.gallery_name, args.dir, args.name)
+        people = store.counts(args.gallery_name).subjects
     for line in report.skipped:
         print(f"skipped: {line}", file=sys.stderr)
-    gallery.save(args.gallery)
-    print(f"enrolled {report.added} images ({gallery.people} people in {args.gallery}); {len(report.skipped)} skipped")
+    where = f"gallery '{args.gallery_name}' of {args.store}"
+    print(f"enrolled {report.added} images ({people} people in {where}); {len(report.skipped)} skipped")
     return 0
 
 
 @command("enroll", "add faces to a gallery: DIR/<person>/<image> (or DIR of one person with --name)", run_enroll)
 def _enroll_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir")
-    p.add_argument("--gallery", default="gallery.npz")
+    add_store_arguments(p)
     p.add_argument("--name", help="all images of DIR belong to this person")
     add_use_arguments(p)
 
 
 def run_identify(args: argparse.Namespace) -> int:
-    rec = recognizer(args)
-    found = rec.identify(rec.open_gallery(args.gallery), args.image, args.top)
+    with store_from(args, create=False) as store:
+        found = recognizer(args).identify(store, args.gallery_name, args.image, args.top)
     print(f"{found.name or 'unknown'} (best score {found.score:.4f}, threshold {found.threshold:.4f})")
-    for name, score in found.matches:
-        print(f"  {name:30s} {score:.4f}")
+    for match in found.matches:
+        print(f"  {match.subject:30s} {match.score:.4f}")
     return 0 if found.name is not None else 1
 
 
 @command("identify", "who is this? search a gallery (exit 0 known, 1 unknown, 2 error)", run_identify)
 def _identify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("image")
-    p.add_argument("--gallery", default="gallery.npz")
+    add_store_arguments(p)
     p.add_argument("--top", type=int, default=5)
     add_use_arguments(p)
 

@@ -18,13 +18,13 @@ from facerec.errors import FacerecError
 from facerec.models.io import RecognitionModel, load_recognition_model
 from facerec.models.onnx_file import DEFAULT_OPSET, OnnxNet, is_onnx_file, read_onnx, write_onnx
 
-__all__ = ["DEFAULT_OPSET", "OnnxNet", "export_onnx", "load_onnx_model", "onnx_difference"]
+__all__ = ["DEFAULT_OPSET", "OnnxNet", "export_onnx", "load_onnx_model", "onnx_difference", "torch_model_for_export"]
 
 
 def export_onnx(spec_or_model: str | Path | RecognitionModel, out_path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
     """The ONNX file of a torch model (a name, a model file, a checkpoint or a loaded
     RecognitionModel), with a dynamic batch axis and the model's card in its metadata."""
-    model = _torch_model(spec_or_model)
+    model = torch_model_for_export(spec_or_model)
     out_path = Path(out_path)
     if not is_onnx_file(out_path):
         raise FacerecError(f"an ONNX file's name ends in .onnx, not '{out_path.name}'")
@@ -52,7 +52,8 @@ def onnx_difference(model: RecognitionModel, path: str | Path, batch: int = 4, s
     return float((onnx_net(crops) - expected).abs().max())
 
 
-def _torch_model(spec_or_model: str | Path | RecognitionModel) -> RecognitionModel:
+def torch_model_for_export(spec_or_model: str | Path | RecognitionModel) -> RecognitionModel:
+    """The torch model to export, on the CPU: an ONNX file is refused (it is exported already)."""
     if isinstance(spec_or_model, RecognitionModel):
         return spec_or_model
     if is_onnx_file(spec_or_model):

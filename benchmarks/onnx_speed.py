@@ -1,0 +1,63 @@
+"""Faces per second of a model's network on torch and on onnxruntime, on the CPU, for aligned
+crops (network only, no detection), at each batch size; the median of several timed calls after
+a warm-up. The ONNX graph is exported to a temporary folder first.
+
+    python benchmarks/onnx_speed.py --threads 2
+    python benchmarks/onnx_speed.py --model runs/r50/model.pt --batch 1 8 32 --repeats 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import onnxruntime
+import torch
+
+from facerec.models.io import load_recognition_model
+from facerec.models.onnx import export_onnx, load_onnx_model
+
+
+def faces_per_second(net: Callable[[torch.Tensor], torch.Tensor], size: int, batch: int, repeats: int) -> float:
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+    net(x)  # warm-up: first-call allocations and kernel choices
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        net(x)
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="default", help="a named model, model file or checkpoint")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads of both runtimes")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--repeats", type=int, default=30)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch_model = load_recognition_model(args.model, "cpu", runtime="torch")
+    size = torch_model.input_size
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_model = load_onnx_model(export_onnx(torch_model, Path(tmp) / "model.onnx"), threads=args.threads)
+        print(
+            f"{platform.machine()}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
+            f"{args.threads} threads, model {torch_model.card.short_id} ({size}x{size})\n"
+        )
+        print("| batch | torch faces/s | onnxruntime faces/s | onnxruntime / torch |")
+        print("|---|---|---|---|")
+        for batch in args.batch:
+            with torch.no_grad():
+                on_torch = faces_per_second(torch_model.net.eval(), size, batch, args.repeats)
+            on_onnx = faces_per_second(onnx_model.net, size, batch, args.repeats)
+            print(f"| {batch} | {on_torch:.1f} | {on_onnx:.1f} | {on_onnx / on_torch:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
