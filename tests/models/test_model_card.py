@@ -12,7 +12,6 @@ from facerec.models.card import ThresholdRecord, content_digest
 from facerec.models.io import export_model, load_recognition_model, read_model_file
 from facerec.models.named import DEFAULT_MODEL_FILE
 from facerec.pipeline import RecognitionPipeline
-from facerec.serve.gallery import Gallery
 
 CFG = {"name": "lowres_irse8", "embedding_size": 8, "input_size": 16, "options": {"widths": [4, 8, 8, 8]}}
 
@@ -53,19 +52,6 @@ def test_the_card_carries_the_crop_geometry_and_thresholds_by_pipeline(tmp_path)
     assert model.card.threshold_for("dlib", True).value == 0.4  # same flip setting, newest record
     assert model.card.threshold_for("none", True).value == 0.3
     assert RecognitionPipeline(model, "none", flip=False).threshold().value == 0.5
-
-
-def test_a_gallery_of_one_run_refuses_the_other(tmp_path):
-    a = load_recognition_model(export_model(tmp_path / "run_a" / "model.pt", backbone(0), CFG))
-    b = load_recognition_model(export_model(tmp_path / "run_b" / "model.pt", backbone(1), CFG))
-    gallery = Gallery.for_pipeline(RecognitionPipeline(a, "none"))
-    gallery.add("ann", np.ones(8, dtype=np.float32) / np.sqrt(8), "a.png")
-    gallery.save(tmp_path / "g.npz")
-    loaded = Gallery.load(tmp_path / "g.npz")
-    loaded.check_model(RecognitionPipeline(a, "none"), tmp_path / "g.npz")  # its own model: fine
-    refused = r"holds embeddings of model 'run_a' \(digest [0-9a-f]{12}\), not of 'run_b'"
-    with pytest.raises(FacerecError, match=refused):
-        loaded.check_model(RecognitionPipeline(b, "none"), tmp_path / "g.npz")
 
 
 def test_model_files_without_a_card_still_load(tmp_path):

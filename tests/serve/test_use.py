@@ -1,4 +1,5 @@
-"""verify / enroll / identify: the gallery on its own, and the commands on real LFW faces."""
+"""verify / enroll / identify: the recognizer over a gallery store with tiny models on synthetic
+crops, and the commands on real LFW faces."""
 
 from __future__ import annotations
 
@@ -6,39 +7,86 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import LFW, needs_dlib, needs_lfw, needs_mtcnn
 from facerec.cli import main
-from facerec.errors import FacerecError
-from facerec.serve.gallery import Gallery
+from facerec.models import build_backbone
+from facerec.models.card import ThresholdRecord
+from facerec.models.io import export_model
+from facerec.serve.recognizer import FaceRecognizer
+from facerec.serve.store import KEY_ENV, ModelMismatch, open_store
+
+CFG = {"name": "lowres_irse8", "embedding_size": 8, "input_size": 16, "options": {"widths": [4, 8, 8, 8]}}
 
 
-def unit(v):
-    v = np.asarray(v, dtype=np.float32)
-    return v / np.linalg.norm(v)
+def tiny_model(path, seed: int, threshold: float | None = None) -> str:
+    """An untrained 16 px model file; with `threshold`, its card has one for pre-aligned crops."""
+    torch.manual_seed(seed)
+    net = build_backbone(CFG["name"], CFG["embedding_size"], CFG["input_size"], CFG["options"])
+    records = [ThresholdRecord(threshold, "none", True, "test")] if threshold is not None else []
+    return str(export_model(path, net, CFG, thresholds=records))
 
 
-def test_gallery_search_ranks_people_by_their_best_image(tmp_path):
-    g = Gallery("m")
-    g.add("ann", unit([1, 0, 0]), "a1")
-    g.add("ann", unit([0, 1, 0]), "a2")
-    g.add("bob", unit([1, 1, 0]), "b1")
-    results = g.search(unit([0.1, 1, 0]), top=2)
-    assert [name for name, _ in results] == ["ann", "bob"]
-    assert results[0][1] == pytest.approx(float(unit([0.1, 1, 0]) @ unit([0, 1, 0])), rel=1e-6)
-    g.save(tmp_path / "g.npz")
-    loaded = Gallery.load(tmp_path / "g.npz")
-    assert loaded.names == g.names and np.array_equal(loaded.embeddings, g.embeddings)
-    with pytest.raises(FacerecError, match="embedding size 2 differs"):
-        g.add("cy", unit([1, 0]), "c")
+@pytest.fixture
+def plain_store(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with open_store(tmp_path / "store.db", plaintext=True) as store:
+        yield store
 
 
-def test_empty_or_missing_gallery():
-    with pytest.raises(FacerecError, match="the gallery is empty"):
-        Gallery("m").search(unit([1, 0]))
-    with pytest.raises(FacerecError, match="gallery not found"):
-        Gallery.load("no/such/gallery.npz")
+def test_enroll_a_tree_then_identify_its_people(tmp_path, tree, plain_store):
+    rec = FaceRecognizer(tiny_model(tmp_path / "a" / "model.pt", 0), "none", threshold=0.5, device="cpu")
+    report = rec.enroll_tree(plain_store, "g", tree)
+    assert report.added == 12 and not report.skipped
+    gallery = plain_store.gallery("g")
+    assert gallery.pipeline["detector"] == "none" and gallery.dimension == 8
+    assert plain_store.counts("g").subjects == 4
+    person = sorted(p for p in tree.iterdir() if p.is_dir())[1]
+    found = rec.identify(plain_store, "g", sorted(person.iterdir())[0], top=3)
+    assert found.name == person.name and found.score == pytest.approx(1.0, abs=1e-5)
+    assert len(found.matches) == 3 and found.matches[0].subject == person.name
+
+
+def test_a_gallery_of_one_model_refuses_another(tmp_path, tree, plain_store):
+    a = FaceRecognizer(tiny_model(tmp_path / "run_a" / "model.pt", 0), "none", threshold=0.5, device="cpu")
+    b = FaceRecognizer(tiny_model(tmp_path / "run_b" / "model.pt", 1), "none", threshold=0.5, device="cpu")
+    a.enroll_tree(plain_store, "g", tree)
+    assert a.open_gallery(plain_store, "g").digest == a.pipeline.model.digest  # its own model: fine
+    refused = r"holds embeddings of model 'run_a' \(digest [0-9a-f]{12}\), not of 'run_b' \(digest [0-9a-f]{12}\)"
+    with pytest.raises(ModelMismatch, match=refused):
+        b.enroll_tree(plain_store, "g", tree)
+    with pytest.raises(ModelMismatch, match=refused):
+        b.identify(plain_store, "g", next(tree.rglob("*.png")))
+    assert plain_store.counts("g").faces == 12
+
+
+def test_the_gallery_threshold_stands_between_the_card_and_the_caller(tmp_path, tree, plain_store):
+    model = tiny_model(tmp_path / "m" / "model.pt", 0, threshold=0.3)
+    card = FaceRecognizer(model, "none", device="cpu")
+    card.enroll_tree(plain_store, "g", tree)
+    assert card.threshold_for(plain_store.gallery("g")) == 0.3
+    plain_store.set_threshold("g", 0.9)
+    assert card.threshold_for(plain_store.gallery("g")) == 0.9
+    given = FaceRecognizer(model, "none", threshold=0.5, device="cpu")
+    assert given.threshold_for(plain_store.gallery("g")) == 0.5
+
+
+def test_enroll_and_identify_commands_on_a_store(tmp_path, tree, capsys, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    model = tiny_model(tmp_path / "m" / "model.pt", 0, threshold=0.5)
+    store = str(tmp_path / "data" / "gallery.db")
+    use = ["--model", model, "--detector", "none", "--device", "cpu", "--gallery", store]
+    assert main(["enroll", str(tree), *use]) == 2
+    assert "no key for the new gallery store" in capsys.readouterr().err
+    assert main(["enroll", str(tree), *use, "--plaintext", "--gallery-name", "team"]) == 0
+    assert "enrolled 12 images (4 people in gallery 'team'" in capsys.readouterr().out
+    probe = sorted(next(p for p in sorted(tree.iterdir()) if p.is_dir()).iterdir())[0]
+    assert main(["identify", str(probe), *use, "--gallery-name", "team"]) == 0
+    assert capsys.readouterr().out.startswith(probe.parent.name)
+    assert main(["identify", str(probe), *use]) == 2
+    assert "no gallery 'default'" in capsys.readouterr().err
 
 
 def lfw(name: str, number: int) -> str:
@@ -69,12 +117,14 @@ def test_enroll_then_identify_with_the_default_model(tmp_path, capsys):
         (tmp_path / "people" / name).mkdir(parents=True)
         for n in numbers:
             shutil.copy(lfw(name, n), tmp_path / "people" / name)
-    gallery = str(tmp_path / "g.npz")
-    assert main(["enroll", str(tmp_path / "people"), "--gallery", gallery]) == 0
+    key = tmp_path / "store.key"
+    assert main(["gallery", "key", str(key)]) == 0
+    store = ["--gallery", str(tmp_path / "gallery.db"), "--key-file", str(key)]
+    assert main(["enroll", str(tmp_path / "people"), *store]) == 0
     assert "enrolled 6 images (3 people" in capsys.readouterr().out
-    assert main(["identify", lfw("Bill_Clinton", 5), "--gallery", gallery]) == 0
+    assert main(["identify", lfw("Bill_Clinton", 5), *store]) == 0
     assert capsys.readouterr().out.startswith("Bill_Clinton")
-    assert main(["identify", lfw("John_Bolton", 1), "--gallery", gallery]) == 1
+    assert main(["identify", lfw("John_Bolton", 1), *store]) == 1
     assert capsys.readouterr().out.startswith("unknown")
 
 

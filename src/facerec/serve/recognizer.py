@@ -1,8 +1,8 @@
-"""One-line use: represent, verify, enroll, identify (the surface of deepface, on facerec models).
+"""One-line use: represent, verify, enroll, identify, on facerec models and a gallery store.
 
 Every decision the commands print lives here: which threshold applies (the caller's, else the
-model card's for this pipeline), when a face is 'same' or 'unknown', which images of a tree were
-enrolled and why others were not.
+gallery's, else the model card's for this pipeline), when a face is 'same' or 'unknown', which
+images of a tree were enrolled and why others were not.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from facerec.core.images import identity_tree, image_files, require_folder
 from facerec.errors import DataError, FacerecError
 from facerec.models.card import ThresholdRecord
 from facerec.pipeline import RecognitionPipeline
-from facerec.serve.gallery import Gallery
+from facerec.serve.store import GalleryRecord, GalleryStore, Match, NewFace, UnknownGallery
+
+USER_GIVEN = "given by the user"
 
 
 @dataclass
@@ -33,7 +35,7 @@ class Identification:
     name: str | None  # None: nobody in the gallery scores at or above the threshold
     score: float  # the best score
     threshold: float
-    matches: list[tuple[str, float]]  # the top identities, best first
+    matches: list[Match]  # the top subjects with their best face, best first
 
 
 @dataclass
@@ -62,7 +64,7 @@ class FaceRecognizer:
 
     def _threshold(self, given: float | None) -> ThresholdRecord:
         if given is not None:
-            return ThresholdRecord(given, self.pipeline.detector, self.pipeline.flip, "given by the user")
+            return ThresholdRecord(given, self.pipeline.detector, self.pipeline.flip, USER_GIVEN)
         record = self.pipeline.threshold()
         if record is None:
             raise FacerecError(
@@ -83,38 +85,64 @@ class FaceRecognizer:
         score = float(self.represent(image1) @ self.represent(image2))
         return Verification(score, self.threshold, score >= self.threshold)
 
-    # ---- galleries ------------------------------------------------------------------------
-    def open_gallery(self, path: str | Path, create: bool = False) -> Gallery:
-        """The gallery at `path` (a new one when `create` and there is none), refused when it
-        holds another model's embeddings."""
-        path = Path(path)
-        if create and not path.exists():
-            return Gallery.for_pipeline(self.pipeline)
-        gallery = Gallery.load(path)
-        gallery.check_model(self.pipeline, path)
-        return gallery
+    # ---- galleries ----------------------------------------------------------------------
+    def open_gallery(self, store: GalleryStore, name: str, create: bool = False) -> GalleryRecord:
+        """The gallery `name` of `store` (made for this pipeline when `create` and there is none),
+        refused when another model's embeddings are in it."""
+        model = self.pipeline.model
+        try:
+            return store.check_model(name, model.name, model.digest)
+        except UnknownGallery:
+            if not create:
+                raise
+        pipeline = self.pipeline.describe()
+        return store.create_gallery(name, model.name, model.digest, pipeline, model.card.embedding_size)
 
-    def enroll_tree(self, gallery: Gallery, root: str | Path, name: str | None = None) -> Enrollment:
-        """Enroll `root/<person>/<images>` (or every image under `root` as `name`). Images with no
-        face or that cannot be read are skipped, with the reason; nothing enrolled is an error."""
-        root = require_folder(root, "folder")
-        if name:
-            jobs = [(name, path) for path in image_files(root)]
-        else:
-            jobs = [(person.name, path) for person in identity_tree(root, "folder") for path in person.images]
+    def enroll_tree(self, store: GalleryStore, gallery: str, root: str | Path, name: str | None = None) -> Enrollment:
+        """Enroll `root/<person>/<images>` (or every image under `root` as `name`) into `gallery`,
+        one transaction per person, so an interrupted run keeps the people it finished. Images
+        with no face or that cannot be read are skipped, with the reason; nothing enrolled is an
+        error."""
+        jobs = enrollment_jobs(root, name)  # a bad folder is refused before a gallery is made
+        self.open_gallery(store, gallery, create=True)
         report = Enrollment()
-        for person, image in jobs:
-            try:
-                gallery.add(person, self.represent(image), str(image))
-                report.added += 1
-            except (NoFaceError, DataError) as exc:
-                report.skipped.append(str(exc))
+        for person, images in jobs:
+            faces = self._faces_of(person, images, report.skipped)
+            store.add_faces(gallery, faces)
+            report.added += len(faces)
         if not report.added:
             raise FacerecError(f"nothing enrolled from {root}: no image with a face")
         return report
 
-    def identify(self, gallery: Gallery, image: Any, top: int = 5) -> Identification:
-        matches = gallery.search(self.represent(image), top)
-        best_name, best_score = matches[0]
-        known = best_score >= self.threshold
-        return Identification(best_name if known else None, best_score, self.threshold, matches)
+    def _faces_of(self, person: str, images: list[Path], skipped: list[str]) -> list[NewFace]:
+        faces = []
+        for image in images:
+            try:
+                faces.append(NewFace(person, self.represent(image), {"source": str(image)}))
+            except (NoFaceError, DataError) as exc:
+                skipped.append(str(exc))
+        return faces
+
+    def threshold_for(self, gallery: GalleryRecord) -> float:
+        """The caller's threshold, else the gallery's (set by its operator), else the model card's."""
+        if gallery.threshold is not None and self.threshold_record.data != USER_GIVEN:
+            return gallery.threshold
+        return self.threshold
+
+    def identify(self, store: GalleryStore, gallery: str, image: Any, top: int = 5) -> Identification:
+        record = self.open_gallery(store, gallery)
+        matches = store.search(gallery, self.represent(image), top)[0]
+        if not matches:
+            raise FacerecError(f"gallery '{gallery}' in {store.location} is empty: enroll someone (`facerec enroll`)")
+        threshold = self.threshold_for(record)
+        best = matches[0]
+        known = best.score >= threshold
+        return Identification(best.subject if known else None, best.score, threshold, matches)
+
+
+def enrollment_jobs(root: str | Path, name: str | None) -> list[tuple[str, list[Path]]]:
+    """(person, images) pairs: one per identity folder, or every image of `root` as `name`."""
+    root = require_folder(root, "folder")
+    if name:
+        return [(name, image_files(root))]
+    return [(person.name, person.images) for person in identity_tree(root, "folder")]
