@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facerec.cli.pipeline_options import MODEL_HELP, add_runtime_argument
 from facerec.cli.registry import command
 from facerec.errors import FacerecError
 from facerec.serve.keys import DEFAULT_DATA_DIR
@@ -29,10 +30,10 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="where keys.db (and galleries) live")
-    p.add_argument("--model", default="default", help="'default', 'dlib', a model.pt / checkpoint or a .onnx")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--detector", default="mtcnn", help="mtcnn or dlib")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    p.add_argument("--runtime", choices=("torch", "onnx"), help="default: onnx for a .onnx model, torch otherwise")
+    add_runtime_argument(p)
     p.add_argument("--insecure-no-auth", action="store_true", help="serve without API keys (loopback only)")
     p.add_argument("--max-images", type=int, default=16, help="images per request")
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="pixels per image")
