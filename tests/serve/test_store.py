@@ -281,6 +281,8 @@ def test_open_store_explains_what_it_cannot_open(tmp_path, monkeypatch):
     (tmp_path / "text.db").write_text("hello, world" * 100)
     with pytest.raises(StoreError, match="is not a facerec gallery store"):
         open_store(tmp_path / "text.db", plaintext=True)
+    with pytest.raises(StoreError, match="cannot open gallery store"):
+        open_store(tmp_path / "text.db" / "store.db", plaintext=True)
     open_store(tmp_path / "plain.db", plaintext=True).close()
     monkeypatch.setenv(KEY_ENV, new_key_text())
     with pytest.raises(StoreKeyError, match="keeps its vectors unencrypted"):

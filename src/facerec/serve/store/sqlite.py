@@ -120,8 +120,11 @@ class SQLiteStore(GalleryStore):
             )
         if not create and not self.path.is_file():
             raise StoreError(f"gallery store not found: {self.path} (create it with `facerec enroll`)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open gallery store {self.path}: {exc}") from exc
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             for pragma in ("synchronous=FULL", "foreign_keys=ON", "secure_delete=ON"):
@@ -178,7 +181,7 @@ class SQLiteStore(GalleryStore):
             if key is not None:
                 raise StoreKeyError(
                     f"gallery store {self.path} keeps its vectors unencrypted (it was created without a key), "
-                    f"so a key does not apply: unset {KEY_ENV}, or import its galleries into a store with a key"
+                    f"so a key does not apply: open it without one (no key file, {KEY_ENV} unset)"
                 )
             log.warning("gallery store %s: vectors are NOT encrypted (plaintext store, tests/development)", self.path)
             return PlainVectors()
