@@ -1,6 +1,7 @@
 """Faces per second of a model's network on torch and on onnxruntime, on the CPU, for aligned
 crops (network only, no detection), at each batch size; the median of several timed calls after
-a warm-up. The ONNX graph is exported to a temporary folder first.
+a warm-up. The ONNX graph is exported to a temporary folder first. Run it on a quiet machine:
+a neighbor's load slows torch's threads far more than onnxruntime's.
 
     python benchmarks/onnx_speed.py --threads 2
     python benchmarks/onnx_speed.py --model runs/r50/model.pt --batch 1 8 32 --repeats 20
@@ -24,6 +25,8 @@ from facerec.models.onnx import export_onnx, load_onnx_model
 
 
 def faces_per_second(net: Callable[[torch.Tensor], torch.Tensor], size: int, batch: int, repeats: int) -> float:
+    """The median over `repeats` timed calls. One runtime is timed at a time: calls alternating
+    between them would be unfair, since each one's idle threads spin for a while after a call."""
     x = torch.rand(batch, 3, size, size) * 2 - 1
     net(x)  # warm-up: first-call allocations and kernel choices
     times = []
@@ -39,7 +42,7 @@ def main() -> None:
     p.add_argument("--model", default="default", help="a named model, model file or checkpoint")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of both runtimes")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=100)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch_model = load_recognition_model(args.model, "cpu", runtime="torch")

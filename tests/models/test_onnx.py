@@ -5,6 +5,7 @@ model), the card travels in the file, and the command line runs on either runtim
 from __future__ import annotations
 
 import json
+import sys
 from itertools import islice
 from pathlib import Path
 
@@ -124,6 +125,18 @@ def test_runtime_onnx_exports_a_torch_model_once_into_the_cache(tmp_path, onnx_c
     x = crops(3, model.input_size)
     with torch.no_grad():
         assert (again.net(x) - model.net(x)).abs().max() < TOLERANCE
+
+
+def test_missing_onnx_packages_say_how_to_install_them(tmp_path, monkeypatch):
+    from facerec.models.onnx import export_onnx, load_onnx_model
+
+    path = export_onnx(tiny_model(), tmp_path / "tiny.onnx")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # None in sys.modules: the import fails
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(FacerecError, match=r"needs the 'onnx' package: pip install 'facerec\[onnx\]'"):
+        export_onnx(tiny_model(), tmp_path / "again.onnx")
+    with pytest.raises(FacerecError, match="needs the 'onnxruntime' package"):
+        load_onnx_model(path)
 
 
 @needs_dlib

@@ -23,5 +23,5 @@ def run_export(args: argparse.Namespace) -> int:
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--format", default="onnx", choices=["onnx"], help="the file format (onnx)")
-    p.add_argument("--out", help="the .onnx file to write (default: MODEL's name with .onnx, here)")
+    p.add_argument("--out", help="the .onnx file to write (default: MODEL's file stem + .onnx, in this folder)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX operator set version")

@@ -145,7 +145,7 @@ def load_recognition_model(
 
 def _load_onnx_file(path: str | Path, device: str | torch.device, runtime: str | None) -> RecognitionModel:
     if runtime == "torch":
-        raise FacerecError(f"{path} is an ONNX model: it runs on onnxruntime only (runtime 'onnx')")
+        raise FacerecError(f"{path} is an ONNX model: it runs on onnxruntime only (runtime onnx, not torch)")
     return RecognitionModel(*read_onnx(path, device))
 
 

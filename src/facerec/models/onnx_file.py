@@ -11,6 +11,7 @@ through torch accepts embeddings computed through onnxruntime and back: the two 
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -42,7 +43,7 @@ def is_onnx_file(spec: str | Path) -> bool:
 def _require(package: str) -> Any:
     """The optional package `package`, or an error that says how to install it."""
     try:
-        return __import__(package)
+        return importlib.import_module(package)
     except ImportError as exc:
         raise FacerecError(f"ONNX support needs the '{package}' package: {INSTALL_HINT}") from exc
 
@@ -50,12 +51,8 @@ def _require(package: str) -> Any:
 # ---- writing ------------------------------------------------------------------------------
 def write_onnx(net: nn.Module, card: ModelCard, path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
     """`net` (eval mode, dynamic batch axis) as an ONNX file at `path`, its card in the metadata."""
-    if not getattr(net, "exportable", True):
-        raise FacerecError(
-            f"model '{card.name or card.architecture}' is not a torch network: it cannot be exported to ONNX "
-            "nor run on onnxruntime (use the torch runtime)"
-        )
-    onnx = _require("onnx")
+    require_exportable(net, card)
+    onnx = _require("onnx")  # torch.onnx needs it too, to serialize the graph
     graph = onnx.load_from_string(_export_graph(net, card.input_size, opset))
     for key, value in ((CARD_KEY, json.dumps(card.to_json())), (DIGEST_KEY, card.digest)):
         graph.metadata_props.add(key=key, value=value)
@@ -65,9 +62,17 @@ def write_onnx(net: nn.Module, card: ModelCard, path: str | Path, opset: int = D
     return Path(path)
 
 
+def require_exportable(net: nn.Module, card: ModelCard) -> None:
+    """An error for networks that torch cannot trace (dlib's) or that are ONNX already."""
+    if not getattr(net, "exportable", True):
+        raise FacerecError(
+            f"model '{card.name or card.architecture}' is not a torch network: it cannot be exported to ONNX "
+            "nor run on onnxruntime (use the torch runtime)"
+        )
+
+
 def _export_graph(net: nn.Module, input_size: int, opset: int) -> bytes:
     """The serialized graph of `net` traced on its own device, in eval mode (restored after)."""
-    _require("onnx")  # torch.onnx needs it to serialize
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
     example = torch.zeros(2, 3, input_size, input_size, device=device)
     buffer, was_training = io.BytesIO(), net.training
@@ -170,6 +175,7 @@ def cached_onnx_file(
 ) -> Path:
     """The ONNX file of a torch model, exported once into the cache (keyed by the card's content
     digest and the opset) and reused after."""
+    require_exportable(net, card)
     if not card.digest:
         raise FacerecError("a model without a content digest cannot be cached as ONNX: export it with `facerec export`")
     path = (cache_dir or ONNX_CACHE) / f"{card.digest}-opset{opset}.onnx"
