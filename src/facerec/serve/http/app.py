@@ -12,24 +12,27 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.requests import Request
 
 import facerec
+from facerec.serve.audit import AUDIT_FILE, AuditLog
 from facerec.serve.http.auth import require
 from facerec.serve.http.errors import error_response, install_error_handlers
 from facerec.serve.http.faces import FaceService
+from facerec.serve.http.galleries import router as gallery_router
 from facerec.serve.http.metrics import CONTENT_TYPE, MetricsMiddleware
 from facerec.serve.http.routes import router as face_router
 from facerec.serve.http.schemas import ErrorResponse, Health, Ready
 from facerec.serve.http.settings import ServiceSettings
 from facerec.serve.http.state import ServiceState
 from facerec.serve.keys import ADMIN, KeyStore
+from facerec.serve.store import GalleryStore, StoreKeyError, open_store
 
 log = logging.getLogger("facerec.serve")
 
-DESCRIPTION = """Face detection, embedding and verification with a facerec model.
+DESCRIPTION = """Face detection, embedding, verification and gallery search with a facerec model.
 
 Every endpoint but `/v1/health` and `/v1/ready` needs an API key (`facerec keys create`), sent as
 `Authorization: Bearer <key>` or `X-API-Key: <key>`. Images travel as multipart files (`images`,
 repeated) or as base64 strings in JSON (`{"images": [...]}`). Errors are
-`{"error": {"code": ..., "message": ...}}`.
+`{"error": {"code": ..., "message": ...}}`. No answer contains a gallery's vectors.
 """
 
 # Liveness and readiness answer without a key: probes carry no secrets, and the answers reveal
@@ -61,7 +64,16 @@ def create_app(settings: ServiceSettings, service: FaceService | None = None) ->
     """The service over `settings` (its model loaded now unless `service` is given); it answers
     requests once started (the batcher runs on the server's event loop)."""
     settings.check()
-    state = ServiceState(settings, KeyStore(settings.data_dir), service or FaceService.load(settings))
+    keys = KeyStore(settings.data_dir)
+    store = open_gallery_store(settings)  # a bad store key fails here, before the model loads
+    try:
+        state = ServiceState(settings, keys, service or FaceService.load(settings), store)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+    if store is not None:
+        state.audit = AuditLog(settings.data_dir / AUDIT_FILE)
     app = FastAPI(
         title="facerec",
         version=facerec.__version__,
@@ -74,7 +86,26 @@ def create_app(settings: ServiceSettings, service: FaceService | None = None) ->
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.include_router(ops_router)
     app.include_router(face_router)
+    app.include_router(gallery_router)
     return app
+
+
+def open_gallery_store(settings: ServiceSettings) -> GalleryStore | None:
+    """The gallery store, its indexes built (searches need no build on the first request);
+    None when none is configured. A key that is missing or does not open it stops the start."""
+    if not settings.store_configured():
+        return None
+    try:
+        store = open_store(settings.store_location, settings.store_key_file, settings.store_plaintext)
+    except StoreKeyError as exc:
+        raise StoreKeyError(
+            f"cannot open the gallery store {settings.store_location}: {exc} "
+            "(give its key with --store-key-file or $FACEREC_STORE_KEY, or --store-plaintext for an unencrypted one)"
+        ) from exc
+    warm = getattr(store, "warm", None)
+    if callable(warm):
+        warm()
+    return store
 
 
 @asynccontextmanager
@@ -86,12 +117,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await state.batcher.stop()
-        state.pool.shutdown(wait=False, cancel_futures=True)
+        state.pool.shutdown(wait=True, cancel_futures=True)  # no store call may outlive the store
+        if state.store is not None:
+            state.store.close()
 
 
 def _log_start(state: ServiceState) -> None:
     settings, model = state.settings, state.service.describe()
     log.info("model %s (%s) with detector %s", model["name"], model["digest"][:12], model["detector"])
+    if state.store is None:
+        log.warning("no gallery store (--store-key-file, $FACEREC_STORE_KEY, --store-plaintext): galleries answer 503")
+    else:
+        log.info("gallery store %s, audit log %s", state.store.location, state.audit and state.audit.path)
     if settings.insecure_no_auth:
         log.warning("--insecure-no-auth: every request is served without an API key (loopback only)")
     elif not state.keys.active_count():

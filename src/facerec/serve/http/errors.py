@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from facerec.align.pipeline import NoFaceError
 from facerec.errors import FacerecError
+from facerec.serve.store import AlreadyExists, ModelMismatch, UnknownFace, UnknownGallery, UnknownSubject
 
 log = logging.getLogger("facerec.serve")
 
@@ -64,6 +65,21 @@ async def _facerec_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", str(exc))
 
 
+# The store's refusals, as (status, code): more specific than FacerecError, so matched first.
+STORE_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    UnknownGallery: (404, "unknown_gallery"),
+    UnknownSubject: (404, "unknown_subject"),
+    UnknownFace: (404, "unknown_face"),
+    AlreadyExists: (409, "already_exists"),
+    ModelMismatch: (422, "wrong_model"),
+}
+
+
+async def _store_error(_: Request, exc: Exception) -> JSONResponse:
+    status, code = next(answer for kind, answer in STORE_ERRORS.items() if isinstance(exc, kind))
+    return error_response(status, code, str(exc))
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal server error; the server log has the details")
@@ -75,4 +91,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(NoFaceError, _no_face)
     app.add_exception_handler(FacerecError, _facerec_error)
+    for kind in STORE_ERRORS:
+        app.add_exception_handler(kind, _store_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -31,14 +31,14 @@ SEVERAL_OPTION = {
 THRESHOLD_OPTION = {"type": "number", "description": "cosine threshold (default: the model card's for the detector)"}
 
 
-async def _images(request: Request, state: ServiceState) -> ImageRequest:
+async def read_images(request: Request, state: ServiceState) -> ImageRequest:
     settings = state.settings
     job = await read_image_request(request, settings.max_request_bytes, settings.max_images)
     state.service.check_model(job.options.get("model"))
     return job
 
 
-def _face(face: Face, state: ServiceState) -> dict[str, Any]:
+def face_json(face: Face, state: ServiceState) -> dict[str, Any]:
     return {
         "box": [round(float(v), 2) for v in face.box],
         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
@@ -51,9 +51,9 @@ def _face(face: Face, state: ServiceState) -> dict[str, Any]:
 async def detect(request: Request, _: DetectKey) -> dict[str, Any]:
     """Every face of each image: box, five landmarks, detector score and a provisional quality."""
     state = service_state(request)
-    sightings = await state.see_all((await _images(request, state)).images)
+    sightings = await state.see_all((await read_images(request, state)).images)
     images = [
-        {"width": s.image.shape[1], "height": s.image.shape[0], "faces": [_face(f, state) for f in s.faces]}
+        {"width": s.image.shape[1], "height": s.image.shape[0], "faces": [face_json(f, state) for f in s.faces]}
         for s in sightings
     ]
     return {"model": state.service.describe(), "images": images}
@@ -63,12 +63,12 @@ async def detect(request: Request, _: DetectKey) -> dict[str, Any]:
 async def embed(request: Request, _: EmbeddingsKey) -> dict[str, Any]:
     """Every face of each image with its embedding; needs the scopes embed and embeddings:read."""
     state = service_state(request)
-    sightings = await state.see_all((await _images(request, state)).images)
+    sightings = await state.see_all((await read_images(request, state)).images)
     crops = [crop for s in sightings for crop in await state.crops(s, s.faces)]
     rows = iter(await state.batcher.embed(crops))
     images = []
     for s in sightings:
-        faces = [{**_face(f, state), "embedding": next(rows).tolist()} for f in s.faces]
+        faces = [{**face_json(f, state), "embedding": next(rows).tolist()} for f in s.faces]
         images.append({"width": s.image.shape[1], "height": s.image.shape[0], "faces": faces})
     return {"model": state.service.describe(), "images": images}
 
@@ -81,7 +81,7 @@ async def embed(request: Request, _: EmbeddingsKey) -> dict[str, Any]:
 async def verify(request: Request, _: CompareKey) -> dict[str, Any]:
     """Are the faces of two images the same person? One face each (or `several=largest`)."""
     state = service_state(request)
-    job = await _images(request, state)
+    job = await read_images(request, state)
     if len(job.images) != 2:
         raise ServiceError(422, "wrong_image_count", f"verify compares two images, got {len(job.images)}")
     several = several_policy(job.options.get("several"))
@@ -97,5 +97,5 @@ async def verify(request: Request, _: CompareKey) -> dict[str, Any]:
         "threshold": threshold,
         "threshold_source": source,
         "same": score >= threshold,
-        "faces": [_face(f, state) for f in faces],
+        "faces": [face_json(f, state) for f in faces],
     }

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from facerec.errors import FacerecError
 from facerec.serve.keys import DEFAULT_DATA_DIR
+from facerec.serve.store import KEY_ENV
+
+STORE_FILE = "gallery.db"
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,19 @@ class ServiceSettings:
     batch_wait_ms: float = 5.0  # how long a crop waits for others to share its model call
     max_batch: int = 32  # crops in one model call
     detect_threads: int = 2  # images decoded and searched for faces at once
+    store: str | None = None  # a store file or a postgresql:// URL (kept a string); None: <data_dir>/gallery.db
+    store_key_file: Path | None = None  # None: $FACEREC_STORE_KEY
+    store_plaintext: bool = False  # vectors unencrypted at rest: only when asked for explicitly
+
+    @property
+    def store_location(self) -> str | Path:
+        return self.store if self.store is not None else self.data_dir / STORE_FILE
+
+    def store_configured(self) -> bool:
+        """Whether the service opens a gallery store: a key, plaintext asked for, or a store file
+        already there. Without any, it serves detect/embed/verify alone (galleries answer 503)."""
+        explicit = self.store_key_file is not None or self.store_plaintext or bool(os.environ.get(KEY_ENV))
+        return explicit or self.store is not None or (self.data_dir / STORE_FILE).exists()
 
     def check(self) -> None:
         """Refuse settings that would expose the service or make it unusable."""

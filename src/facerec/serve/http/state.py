@@ -1,16 +1,20 @@
-"""What a running service holds: settings, keys, metrics, the face pipeline and the batcher."""
+"""What a running service holds: settings, keys, metrics, the face pipeline, the batcher, and
+the gallery store with its audit log."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 from starlette.requests import Request
 
 from facerec.align.types import Face
+from facerec.serve.audit import AuditLog
 from facerec.serve.http.batching import Batcher
 from facerec.serve.http.errors import ServiceError
 from facerec.serve.http.faces import FaceService, Sighting
@@ -18,6 +22,9 @@ from facerec.serve.http.images import decode_upload
 from facerec.serve.http.metrics import Metrics
 from facerec.serve.http.settings import ServiceSettings
 from facerec.serve.keys import KeyStore
+from facerec.serve.store import GalleryStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -25,6 +32,8 @@ class ServiceState:
     settings: ServiceSettings
     keys: KeyStore
     service: FaceService
+    store: GalleryStore | None = None  # None: no store configured, galleries answer 503
+    audit: AuditLog | None = None
     metrics: Metrics = field(default_factory=Metrics)
     batcher: Batcher = field(init=False)
     pool: ThreadPoolExecutor = field(init=False)  # decoding and detection, off the event loop
@@ -49,6 +58,11 @@ class ServiceState:
         return list(
             await asyncio.gather(*(loop.run_in_executor(self.pool, self.see, d, i) for i, d in enumerate(images)))
         )
+
+    async def off_loop(self, work: Callable[..., T], *args: object) -> T:
+        """`work(*args)` in the pool: store calls and audit appends block (SQLite, fsync), and the
+        event loop must keep serving other requests meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(work, *args))
 
     async def crops(self, sighting: Sighting, faces: list[Face]) -> list[np.ndarray]:
         return await asyncio.get_running_loop().run_in_executor(self.pool, self.service.crops, sighting, faces)
