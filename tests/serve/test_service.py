@@ -46,13 +46,17 @@ def keys(data_dir):
         "vectors": {"detect", "embed", "embeddings:read"},
         "admin": {"admin"},
     }
-    return {role: store.create(frozenset(scopes), (), role)[1] for role, scopes in roles.items()}
+    made = {role: store.create(frozenset(scopes), (), role)[1] for role, scopes in roles.items()}
+    # the README's demo key: its gallery scopes act on the gallery 'staff' only
+    made["demo"] = store.create(frozenset({"detect", "embed", "enroll", "search"}), ("staff",), "demo")[1]
+    return made
 
 
 @pytest.fixture(scope="module")
 def server(data_dir, keys):
     # A 50 ms wait budget lets concurrent requests meet in one model call even on a busy machine.
-    server = start_server(data_dir, "--max-request-bytes", str(MAX_REQUEST), "--batch-wait-ms", "50")
+    options = ("--max-request-bytes", str(MAX_REQUEST), "--batch-wait-ms", "50", "--store-plaintext")
+    server = start_server(data_dir, *options)
     yield server
     server.stop()
 
@@ -287,13 +291,14 @@ def readme_service_example() -> str:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_readme_curl_examples_work(server, keys, tmp_path):
     script = readme_service_example().replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
-    assert script.count("curl ") == 3
+    assert script.count("curl ") == 7
     shutil.copy(SAME[0], tmp_path / "a.jpg")
     shutil.copy(SAME[1], tmp_path / "b.jpg")
+    shutil.copy(lfw("George_W_Bush", 3), tmp_path / "c.jpg")
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=tmp_path,
-        env={**os.environ, "KEY": keys["compare"]},
+        env={**os.environ, "KEY": keys["demo"], "ADMIN": keys["admin"]},
         capture_output=True,
         text=True,
         timeout=60,
@@ -304,9 +309,11 @@ def test_readme_curl_examples_work(server, keys, tmp_path):
         answer, end = decoder.raw_decode(rest)
         answers.append(answer)
         rest = rest[end:].strip()
-    detect, verify_files, verify_json = answers
+    detect, verify_files, verify_json, gallery, subject, enrolled, search = answers
     assert len(detect["images"][0]["faces"]) == 1
     assert verify_files["same"] is True and verify_json["score"] == pytest.approx(verify_files["score"], abs=1e-6)
+    assert gallery["name"] == "staff" and subject["name"] == "alice" and len(enrolled["faces"]) == 2
+    assert search["faces"][0]["subject"] == "alice" and search["faces"][0]["known"] is True
 
 
 # ---- running without keys -------------------------------------------------------------------------
