@@ -11,8 +11,9 @@ from served import assert_error, auth, files, lfw, start_server
 from conftest import needs_lfw, needs_mtcnn
 from facerec.cli import main
 from facerec.serve.audit import AUDIT_FILE
+from facerec.serve.http.settings import ServiceSettings
 from facerec.serve.keys import KeyStore
-from facerec.serve.store import KEY_ENV, new_key_text
+from facerec.serve.store import KEY_ENV, new_key_text, open_store
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -156,6 +157,37 @@ def test_scopes_grants_and_unknown_names(client, keys, enrolled):
     assert_error(
         client.post("/v1/galleries", headers=as_(keys, "admin"), json={"name": GALLERY}), 409, "already_exists"
     )
+
+
+def test_the_gallery_threshold_comes_after_the_request_and_another_model_is_refused(
+    client, keys, enrolled, data_dir, key_file
+):
+    admin = as_(keys, "admin")
+    assert client.post("/v1/galleries", headers=admin, json={"name": "strict", "threshold": 0.99}).status_code == 201
+    assert client.post("/v1/galleries/strict/subjects", headers=admin, json={"name": BUSH}).status_code == 201
+    url = f"/v1/galleries/strict/subjects/{BUSH}/faces"
+    assert client.post(url, headers=admin, files=photos(BUSH, 1)).status_code == 201
+    probe = files(lfw(BUSH, 3).read_bytes())
+    strict = client.post("/v1/galleries/strict/search", headers=admin, files=probe).json()
+    assert (strict["threshold"], strict["threshold_source"], strict["faces"][0]["subject"]) == (
+        0.99,
+        "gallery",
+        "unknown",
+    )
+    asked = client.post("/v1/galleries/strict/search", headers=admin, files=probe, data={"threshold": "0.1"}).json()
+    assert asked["threshold_source"] == "request" and asked["faces"][0]["subject"] == BUSH
+    with open_store(data_dir / "gallery.db", key_file) as store:  # another process's gallery, another model
+        store.create_gallery("foreign", "other", "0" * 64, {}, 128)
+    response = client.post("/v1/galleries/foreign/search", headers=admin, files=probe)
+    assert "other" in assert_error(response, 422, "wrong_model")["message"]
+
+
+def test_without_a_key_or_a_store_file_there_is_no_store(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    assert not ServiceSettings(data_dir=tmp_path).store_configured()
+    assert ServiceSettings(data_dir=tmp_path, store_plaintext=True).store_configured()
+    (tmp_path / "gallery.db").touch()
+    assert ServiceSettings(data_dir=tmp_path).store_configured()
 
 
 def test_a_face_can_be_deleted(client, keys, enrolled):
