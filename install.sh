@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 extras="dlib,onnx,serve"
-if [ "${1:-}" = "test" ]; then extras="dlib,onnx,serve,test"; fi
+if [ "${1:-}" = "test" ]; then extras="dlib,onnx,serve,postgres,test"; fi
 # torch is pinned so that pip does not pull a newer multi-GB build; on a GPU machine install
 # the torch build for your CUDA first and drop the pin.
 python -m pip install "torch==2.13.0" -e ".[${extras}]"

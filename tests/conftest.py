@@ -2,6 +2,8 @@
 each other)."""
 
 import importlib.util
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -94,16 +96,25 @@ class StoreMaker:
     """Opens the store of one backend, again and again (a restart), with or without a key, and
     tells the tests what only the backend knows: its bytes at rest and how to break a write."""
 
-    def __init__(self, backend: str, root: Path) -> None:
-        self.backend, self.root = backend, root
+    def __init__(self, backend: str, root: Path, server: "PostgresTestServer | None" = None) -> None:
+        self.backend, self.root, self.server = backend, root, server
+        # a fresh database per test: the server is shared by the session
+        self.url = server.new_database() if server is not None else None
 
     def open(self, key: bytes | None = None, policy=None):
         from facerec.serve.store import SQLiteStore
 
+        if self.url is not None:
+            from facerec.serve.store.postgres import PostgresStore
+
+            return PostgresStore(self.url, key, plaintext=key is None, policy=policy)
         return SQLiteStore(self.root / "store.db", key, plaintext=key is None, policy=policy)
 
     def bytes_at_rest(self) -> bytes:
-        """Everything the backend keeps on disk (the database file and its write-ahead log)."""
+        """Everything the backend keeps on disk (the database file and its write-ahead log; for
+        PostgreSQL the database's folder and the server's write-ahead log, after a checkpoint)."""
+        if self.server is not None:
+            return self.server.bytes_at_rest(self.url)
         return b"".join(p.read_bytes() for p in sorted(self.root.glob("store.db*")))
 
     def fail_after(self, store, monkeypatch: pytest.MonkeyPatch, vectors: int) -> None:
@@ -119,12 +130,72 @@ class StoreMaker:
         monkeypatch.setattr(store, "_seal", failing)
 
 
-STORE_BACKENDS = ["sqlite"]  # a server backend joins here, with its branch in StoreMaker
+class PostgresTestServer:
+    """A PostgreSQL server (pgserver: its own binaries, with pgvector) in a temporary folder,
+    reached over a Unix socket only; deleted when the session ends."""
+
+    def __init__(self, folder: Path) -> None:
+        import pgserver
+
+        self.folder = folder
+        self.server = pgserver.get_server(folder, cleanup_mode="delete")
+        self._databases = 0
+
+    def url(self, database: str = "postgres") -> str:
+        return self.server.get_uri(database)
+
+    def execute(self, sql: str, database: str = "postgres") -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.url(database), autocommit=True) as conn:
+            cursor = conn.execute(sql)
+            return cursor.fetchall() if cursor.description else []
+
+    def new_database(self) -> str:
+        self._databases += 1
+        name = f"store_{self._databases}"
+        self.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def bytes_at_rest(self, url: str) -> bytes:
+        from psycopg.conninfo import conninfo_to_dict
+
+        database = conninfo_to_dict(url)["dbname"]
+        self.execute("CHECKPOINT")  # what is only in shared buffers reaches the files
+        oid = self.execute(f"SELECT oid FROM pg_database WHERE datname = '{database}'")[0][0]
+        files = [*(self.folder / "base" / str(oid)).rglob("*"), *(self.folder / "pg_wal").glob("0*")]
+        return b"".join(p.read_bytes() for p in sorted(files) if p.is_file())
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The session's PostgreSQL server; the postgres tests skip, saying why, where none can run."""
+    for module in ("pgserver", "psycopg"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"the PostgreSQL store tests need {module}: pip install -e '.[postgres,test]'")
+    # not under pytest's temporary folders: another pytest run on the machine prunes old ones,
+    # and would delete a running server's data and socket
+    folder = Path(tempfile.mkdtemp(prefix="facerec-postgres-"))
+    try:
+        server = PostgresTestServer(folder / "data")
+    except Exception as exc:  # any failure to start means: no server here
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"pgserver could not start PostgreSQL here: {type(exc).__name__}: {exc}")
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+STORE_BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=STORE_BACKENDS)
 def store_maker(request, tmp_path) -> StoreMaker:
-    return StoreMaker(request.param, tmp_path)
+    server = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
+    return StoreMaker(request.param, tmp_path, server)
 
 
 @pytest.fixture

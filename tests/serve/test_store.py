@@ -5,6 +5,7 @@ encryption at rest, interrupted writes, and the HNSW index's recall."""
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -168,6 +169,49 @@ def test_another_store_instance_sees_writes_at_its_next_search(store_maker):
         assert {m.subject for m in reader.search("g", vectors[0], k=5)[0]} == {"bob", "cy"}
 
 
+def test_replicas_on_one_store_see_each_others_enrolments_and_erasures(store_maker):
+    """Two store objects on one database (two service replicas), both with their index in memory:
+    what one enrolls the other finds, what one erases the other never returns, and each one's
+    own writes after the other's keep its index right."""
+    vectors = unit_vectors(40, 16, seed=11)
+    subjects = [f"p{i % 8}" for i in range(40)]
+    with store_maker.open() as first, store_maker.open() as second:
+        new_gallery(first)
+        ids = enroll(first, vectors[:20], subjects[:20])
+        assert second.search("g", vectors[0], k=1)[0][0].face_id == ids[0]
+        ids += enroll(second, vectors[20:], subjects[20:])
+        assert [m[0].face_id for m in first.search("g", vectors, k=1)] == ids
+        second.delete_subject("g", "p1")
+        second.delete_face("g", ids[2])
+        first.delete_face("g", ids[3])  # a write of its own right after the other's
+        erased = {ids[i] for i in range(40) if subjects[i] == "p1"} | {ids[2], ids[3]}
+        for replica in (first, second):
+            found = {m.face_id for matches in replica.search("g", vectors, k=8) for m in matches}
+            assert not found & erased and "p1" not in {m.subject for m in replica.search("g", vectors[1], k=8)[0]}
+            assert replica.counts("g").faces == 40 - len(erased)
+        second.delete_gallery("g")
+        with pytest.raises(UnknownGallery):
+            first.search("g", vectors[0], k=1)
+        new_gallery(second)
+        enroll(second, vectors[:1], ["new"])
+        assert [m.subject for m in first.search("g", vectors[0], k=5)[0]] == ["new"]
+
+
+def test_replicas_enrolling_at_once_lose_no_face(store_maker):
+    vectors = unit_vectors(60, 16, seed=12)
+    with store_maker.open() as first, store_maker.open() as second:
+        new_gallery(first)
+        first.search("g", vectors[0], k=1)
+        second.search("g", vectors[0], k=1)
+        batches = [(first, vectors[:30], "a"), (second, vectors[30:], "b")]
+        with ThreadPoolExecutor(2) as pool:
+            written = list(pool.map(lambda b: [enroll(b[0], b[1][i : i + 1], [b[2]])[0] for i in range(30)], batches))
+        ids = written[0] + written[1]
+        assert len(set(ids)) == 60
+        for replica in (first, second):
+            assert [m[0].face_id for m in replica.search("g", vectors, k=1)] == ids
+
+
 # ---- erasure ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("policy", [IndexPolicy(), IndexPolicy(exact_limit=20)], ids=["exact", "hnsw"])
 def test_erased_faces_and_subjects_are_never_returned_again(store_maker, policy):
@@ -194,7 +238,11 @@ def assert_erased(store, vectors: np.ndarray, ids: list[int]) -> None:
     assert store.counts("g").faces == 49
 
 
-def test_erased_vectors_leave_the_bytes_at_rest(store_maker):
+def test_erased_vectors_leave_the_bytes_at_rest(store_maker, request):
+    if store_maker.backend == "postgres":
+        # documented in postgres.py: the server keeps a deleted row in its write-ahead log (and in
+        # the table until VACUUM); there, only a keyed store keeps erased vectors unreadable
+        request.applymarker(pytest.mark.xfail(strict=True, reason="PostgreSQL keeps deleted rows in its WAL"))
     with store_maker.open() as store:  # plaintext: the vector's bytes would be visible
         new_gallery(store)
         stored = store.vectors("g", enroll(store, unit_vectors(3, 16, seed=4), ["ann", "bob", "cy"]))
@@ -344,3 +392,59 @@ def test_hnsw_recall_at_1_against_exact_search():
         found, truth = graph.search(probes, 1), exact.search(probes, 1)
         hits = [g[0].face_id == e[0].face_id for g, e in zip(found, truth, strict=True)]
         assert np.mean(hits) >= floor
+
+
+# ---- the PostgreSQL store --------------------------------------------------------------------
+def test_open_store_opens_a_postgresql_url(postgres_server, monkeypatch):
+    from facerec.serve.store.postgres import PostgresStore
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    url = postgres_server.new_database()
+    with pytest.raises(StoreError, match=r"gallery store not found: .* has no facerec tables"):
+        open_store(url, create=False)
+    with pytest.raises(StoreKeyError, match="no key for the new gallery store postgresql://"):
+        open_store(url)
+    monkeypatch.setenv(KEY_ENV, new_key_text())
+    with open_store(url) as store:
+        assert isinstance(store, PostgresStore)
+        new_gallery(store)
+    with open_store(url, create=False) as reopened:
+        assert [g.name for g in reopened.galleries()] == ["g"]
+    with pytest.raises(StoreKeyError, match="is encrypted"):
+        monkeypatch.delenv(KEY_ENV)
+        open_store(url)
+
+
+def test_an_unreachable_database_is_named_without_its_password(tmp_path):
+    url = f"postgresql://facerec:s3cret@/none?host={tmp_path}&connect_timeout=2"
+    with pytest.raises(StoreError, match=r"cannot open gallery store postgresql://facerec:\*\*\*@/none") as error:
+        open_store(url, plaintext=True)
+    assert "s3cret" not in str(error.value)
+
+
+def test_a_database_with_other_tables_of_those_names_is_refused(postgres_server):
+    url = postgres_server.new_database()
+    postgres_server.execute("CREATE TABLE faces (id INTEGER)", database=url_database(url))
+    with pytest.raises(StoreError, match="already has tables faces that are not a facerec store"):
+        open_store(url, plaintext=True)
+
+
+def test_a_replica_connects_again_after_the_server_dropped_it(postgres_server):
+    import psycopg
+
+    url = postgres_server.new_database()
+    vectors = unit_vectors(2, 16, seed=13)
+    with open_store(url, plaintext=True) as store:
+        new_gallery(store)
+        enroll(store, vectors, ["ann", "bob"])
+        store.search("g", vectors[0], k=1)
+        postgres_server.execute(f"SELECT pg_terminate_backend({store._db.info.backend_pid})")
+        with pytest.raises(psycopg.OperationalError):
+            store.search("g", vectors[0], k=1)
+        assert store.search("g", vectors[1], k=1)[0][0].subject == "bob"
+
+
+def url_database(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return conninfo_to_dict(url)["dbname"]

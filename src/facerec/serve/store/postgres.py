@@ -1,0 +1,559 @@
+"""The server gallery store: PostgreSQL, shared by several service replicas.
+
+Vectors and search. Vectors are kept sealed (AES-256-GCM, crypto.py) in a `bytea` column, as in
+the SQLite store, and each replica searches them with the same in-memory index (index.py). The
+alternative, plaintext `vector` columns searched by pgvector inside the database, was not chosen:
+it would put every face's embedding in clear in the tables, the write-ahead log, its archives,
+replicas and backups, protected only by disk or database-level encryption that the database's
+operators hold, while here the key never reaches the database server. The price: every replica
+holds the galleries it searches in memory (as a single SQLite service does) and rebuilds one when
+another replica changed it. Each gallery has a version counter, raised in the transaction of every
+write to its faces; a search compares it with the version of its index and rebuilds on a
+difference, so a face enrolled or erased through one replica is seen by the others at their next
+search. Galleries too large for one machine's memory would need pgvector and plaintext vectors.
+
+Several replicas each open their own PostgresStore on one database (a `postgresql://` URL; a
+database or schema of its own, since the tables are named `galleries`, `subjects`, `faces`). One
+store object holds one connection, used by one thread at a time, and connects again after the
+server restarted (the call that found the connection broken raises).
+
+Durability: one transaction per operation (committed when the method returns, rolled back when it
+raises). Erasure: a deleted face leaves every search at once and its row at the commit; PostgreSQL
+keeps the dead row's bytes until VACUUM reuses the page, and in its write-ahead log, archives and
+backups until they are recycled: only a keyed store makes those copies unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from facerec.serve.store.base import (
+    AlreadyExists,
+    FaceRecord,
+    GalleryCounts,
+    GalleryRecord,
+    GalleryStore,
+    Match,
+    Metadata,
+    NewFace,
+    StoreError,
+    StoreKeyError,
+    SubjectRecord,
+    UnknownFace,
+    UnknownGallery,
+    UnknownSubject,
+    check_name,
+    check_threshold,
+    metadata_json,
+    utc_now,
+)
+from facerec.serve.store.crypto import KEY_ENV, PlainVectors, VectorCipher
+from facerec.serve.store.index import GalleryIndex, IndexPolicy
+from facerec.serve.store.sqlite import (
+    ENCRYPTION_AES_GCM,
+    ENCRYPTION_NONE,
+    KEY_CHECK,
+    SCHEMA_VERSION,
+    VECTOR_DTYPE,
+    face_aad,
+)
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS facerec_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS galleries (
+        id BIGSERIAL PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        model TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        dimension INTEGER NOT NULL CHECK (dimension > 0),
+        threshold DOUBLE PRECISION,
+        created TEXT NOT NULL,
+        version BIGINT NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS subjects (
+        id BIGSERIAL PRIMARY KEY,
+        gallery_id BIGINT NOT NULL REFERENCES galleries (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        created TEXT NOT NULL,
+        UNIQUE (gallery_id, name)
+    )""",
+    """CREATE TABLE IF NOT EXISTS faces (
+        id BIGSERIAL PRIMARY KEY,
+        subject_id BIGINT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
+        vector BYTEA NOT NULL,
+        metadata TEXT NOT NULL,
+        created TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS faces_by_subject ON faces (subject_id)",
+]
+SCHEMA_LOCK = 0x66616365  # advisory lock: two replicas starting together create the schema once
+
+log = logging.getLogger(__name__)
+
+
+def redacted(url: str) -> str:
+    """The connection URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*):[^@]+@", r"\1:***@", url)
+
+
+class PostgresStore(GalleryStore):
+    """Galleries in a PostgreSQL database (`url`: postgresql://user:password@host/db). `key` seals
+    the vectors; without one, a new store needs `plaintext=True` (tests and development)."""
+
+    def __init__(
+        self,
+        url: str,
+        key: bytes | None = None,
+        plaintext: bool = False,
+        create: bool = True,
+        policy: IndexPolicy | None = None,
+    ) -> None:
+        self.url = url
+        self.location = redacted(url)
+        self.policy = policy or IndexPolicy()
+        self._lock = threading.RLock()
+        self._indexes: dict[int, tuple[int, GalleryIndex]] = {}  # gallery id: (version, index)
+        self._closed = False
+        self._conn: Any = self._connect()
+        try:
+            self._cipher = self._set_up(key, plaintext, create)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- opening ------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError("the PostgreSQL gallery store needs psycopg: pip install 'facerec[postgres]'") from None
+        try:
+            # autocommit: single reads commit at once (no session idles inside a transaction);
+            # every write opens its own transaction explicitly
+            return psycopg.connect(self.url, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open gallery store {self.location}: {exc}") from exc
+
+    def _set_up(self, key: bytes | None, plaintext: bool, create: bool) -> VectorCipher | PlainVectors:
+        meta = self._read_meta()
+        if not meta:
+            if not create:
+                raise StoreError(f"gallery store not found: {self.location} has no facerec tables")
+            meta = self._create_schema(key, plaintext)
+        version = int(meta.get("schema", "0"))
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.location} has store schema {version}; this facerec reads schema {SCHEMA_VERSION}")
+        return self._cipher_for(meta, key)
+
+    def _read_meta(self) -> dict[str, str]:
+        with self._lock:
+            if not self._table_exists("facerec_meta"):
+                return {}
+            return dict(self._db.execute("SELECT key, value FROM facerec_meta").fetchall())
+
+    def _create_schema(self, key: bytes | None, plaintext: bool) -> dict[str, str]:
+        if key is None and not plaintext:
+            raise StoreKeyError(
+                f"no key for the new gallery store {self.location}: set {KEY_ENV} or give a key file "
+                "(`facerec gallery key` makes one), or choose unencrypted vectors explicitly "
+                "(plaintext; for tests and development only)"
+            )
+        cipher = VectorCipher(key) if key is not None else PlainVectors()
+        meta = {
+            "schema": str(SCHEMA_VERSION),
+            "encryption": ENCRYPTION_AES_GCM if cipher.encrypted else ENCRYPTION_NONE,
+            "key_check": cipher.seal(KEY_CHECK, b"key check").hex(),
+            "created": utc_now(),
+        }
+        with self._write() as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            self._refuse_foreign_tables()
+            for statement in SCHEMA:
+                db.execute(statement)
+            for item in meta.items():  # the first replica's meta wins; later ones read it
+                db.execute("INSERT INTO facerec_meta (key, value) VALUES (%s, %s) ON CONFLICT DO NOTHING", item)
+        return self._read_meta()
+
+    def _refuse_foreign_tables(self) -> None:
+        """Tables of ours in name only (another application's, in a shared database) would be
+        written to or misread: such a database needs its own schema for the store."""
+        if self._table_exists("facerec_meta"):
+            return  # another replica created the store while this one waited for the lock
+        taken = [t for t in ("galleries", "subjects", "faces") if self._table_exists(t)]
+        if taken:
+            raise StoreError(
+                f"{self.location} already has tables {', '.join(taken)} that are not a facerec store: "
+                "give the store a database of its own, or a schema (?options=-csearch_path%3Dfacerec)"
+            )
+
+    def _table_exists(self, name: str) -> bool:
+        return self._db.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None
+
+    def _cipher_for(self, meta: dict[str, str], key: bytes | None) -> VectorCipher | PlainVectors:
+        if meta.get("encryption") == ENCRYPTION_NONE:
+            if key is not None:
+                raise StoreKeyError(
+                    f"gallery store {self.location} keeps its vectors unencrypted (it was created without a key), "
+                    f"so a key does not apply: open it without one (no key file, {KEY_ENV} unset)"
+                )
+            log.warning("gallery store %s: vectors are NOT encrypted (plaintext store, for tests)", self.location)
+            return PlainVectors()
+        if key is None:
+            raise StoreKeyError(f"gallery store {self.location} is encrypted: set {KEY_ENV} or give its key file")
+        cipher = VectorCipher(key)
+        try:
+            cipher.open(bytes.fromhex(meta["key_check"]), b"key check")
+        except StoreKeyError:
+            raise StoreKeyError(f"the key given does not open gallery store {self.location} (wrong key)") from None
+        return cipher
+
+    # ---- connection and transactions ----------------------------------------------------------
+    @property
+    def _db(self) -> Any:
+        if self._closed:
+            raise StoreError(f"gallery store {self.location} is closed")
+        if self._conn is None or self._conn.broken:  # the server restarted or failed over
+            self._reconnect()
+        return self._conn
+
+    def _reconnect(self) -> None:
+        """A new connection; the call that found the old one broken has raised already."""
+        log.warning("gallery store %s: connection lost, connecting again", self.location)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._indexes.clear()  # the database may be another one now (a restored backup)
+        self._conn = self._connect()  # raises StoreError while the server is still away
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._lock, self._db.transaction():
+            yield self._db
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+                self._indexes.clear()
+
+    def _bump(self, gallery_id: int) -> int:
+        """Raise the gallery's version inside the caller's write; the row lock it takes orders the
+        writers of one gallery, so a version one above the index's means only this write came."""
+        return self._db.execute(
+            "UPDATE galleries SET version = version + 1 WHERE id = %s RETURNING version", (gallery_id,)
+        ).fetchone()[0]
+
+    # ---- galleries ----------------------------------------------------------------------------
+    def create_gallery(
+        self, name: str, model: str, digest: str, pipeline: Metadata, dimension: int, threshold: float | None = None
+    ) -> GalleryRecord:
+        check_name(name, "gallery")
+        if not digest:
+            raise StoreError(f"gallery '{name}': the model's digest is empty (a gallery records which model made it)")
+        if int(dimension) < 1:
+            raise StoreError(f"gallery '{name}': embedding size {dimension} is not positive")
+        record = GalleryRecord(name, model, digest, pipeline, int(dimension), check_threshold(threshold), utc_now())
+        row = (name, model, digest, metadata_json(pipeline, f"gallery '{name}'"), record.dimension, threshold)
+        with self._write() as db:
+            inserted = db.execute(
+                "INSERT INTO galleries (name, model, digest, pipeline, dimension, threshold, created) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING id",
+                (*row, record.created),
+            ).fetchone()
+            if inserted is None:
+                raise AlreadyExists(f"gallery '{name}' already exists in {self.location}")
+        return record
+
+    def _gallery_row(self, name: str, lock: bool = False) -> tuple[int, GalleryRecord]:
+        query = "SELECT id, name, model, digest, pipeline, dimension, threshold, created FROM galleries WHERE name = %s"
+        row = self._db.execute(query + (" FOR UPDATE" if lock else ""), (name,)).fetchone()
+        if row is None:
+            names = [r[0] for r in self._db.execute("SELECT name FROM galleries ORDER BY name")]
+            known = f"galleries: {', '.join(names)}" if names else "it has no gallery yet"
+            raise UnknownGallery(f"no gallery '{name}' in {self.location} ({known})")
+        return row[0], _gallery_record(row[1:])
+
+    def gallery(self, name: str) -> GalleryRecord:
+        with self._lock:
+            return self._gallery_row(name)[1]
+
+    def galleries(self) -> list[GalleryRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, model, digest, pipeline, dimension, threshold, created FROM galleries ORDER BY name"
+            ).fetchall()
+        return [_gallery_record(row) for row in rows]
+
+    def delete_gallery(self, name: str) -> None:
+        with self._lock:
+            with self._write() as db:
+                gallery_id, _ = self._gallery_row(name, lock=True)
+                db.execute("DELETE FROM galleries WHERE id = %s", (gallery_id,))
+            self._indexes.pop(gallery_id, None)
+
+    def set_threshold(self, name: str, threshold: float | None) -> GalleryRecord:
+        check_threshold(threshold)
+        with self._write() as db:
+            gallery_id, _ = self._gallery_row(name, lock=True)
+            db.execute("UPDATE galleries SET threshold = %s WHERE id = %s", (threshold, gallery_id))
+        return self.gallery(name)
+
+    def counts(self, name: str) -> GalleryCounts:
+        with self._lock:
+            gallery_id, _ = self._gallery_row(name)
+            subjects, faces = self._db.execute(
+                "SELECT COUNT(DISTINCT s.id), COUNT(f.id) FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id "
+                "WHERE s.gallery_id = %s",
+                (gallery_id,),
+            ).fetchone()
+        return GalleryCounts(subjects, faces)
+
+    # ---- subjects -----------------------------------------------------------------------------
+    def create_subject(self, gallery: str, name: str, metadata: Metadata | None = None) -> SubjectRecord:
+        check_name(name, "subject")
+        text = metadata_json(metadata, f"subject '{name}'")
+        created = utc_now()
+        with self._write() as db:
+            gallery_id, _ = self._gallery_row(gallery, lock=True)
+            inserted = db.execute(
+                "INSERT INTO subjects (gallery_id, name, metadata, created) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (gallery_id, name) DO NOTHING RETURNING id",
+                (gallery_id, name, text, created),
+            ).fetchone()
+            if inserted is None:
+                raise AlreadyExists(f"subject '{name}' already exists in gallery '{gallery}'")
+        return SubjectRecord(gallery, name, json.loads(text), created)
+
+    def _subject_id(self, gallery_id: int, name: str) -> int | None:
+        row = self._db.execute(
+            "SELECT id FROM subjects WHERE gallery_id = %s AND name = %s", (gallery_id, name)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def _known_subject_id(self, gallery_id: int, gallery: str, name: str) -> int:
+        subject_id = self._subject_id(gallery_id, name)
+        if subject_id is None:
+            raise UnknownSubject(f"no subject '{name}' in gallery '{gallery}'")
+        return subject_id
+
+    def subjects(self, gallery: str) -> list[SubjectRecord]:
+        with self._lock:
+            gallery_id, _ = self._gallery_row(gallery)
+            rows = self._db.execute(
+                "SELECT name, metadata, created FROM subjects WHERE gallery_id = %s ORDER BY name", (gallery_id,)
+            ).fetchall()
+        return [SubjectRecord(gallery, name, json.loads(meta), created) for name, meta, created in rows]
+
+    def delete_subject(self, gallery: str, name: str) -> int:
+        with self._lock:
+            with self._write() as db:
+                gallery_id, _ = self._gallery_row(gallery, lock=True)
+                subject_id = self._known_subject_id(gallery_id, gallery, name)
+                face_ids = [r[0] for r in db.execute("SELECT id FROM faces WHERE subject_id = %s", (subject_id,))]
+                db.execute("DELETE FROM subjects WHERE id = %s", (subject_id,))
+                version = self._bump(gallery_id)
+            self._forget_faces(gallery_id, face_ids, version)
+        return len(face_ids)
+
+    # ---- faces --------------------------------------------------------------------------------
+    def _insert_faces(
+        self,
+        gallery: GalleryRecord,
+        faces: Sequence[NewFace],
+        rows: np.ndarray,
+        metadata: list[str],
+        create_subjects: bool,
+    ) -> list[FaceRecord]:
+        created = utc_now()
+        with self._lock:
+            with self._write() as db:
+                gallery_id, _ = self._gallery_row(gallery.name, lock=True)
+                subjects = self._subject_ids(gallery_id, gallery.name, [f.subject for f in faces], create_subjects)
+                ids = self._next_face_ids(len(faces))
+                with db.cursor() as cursor:
+                    cursor.executemany(
+                        "INSERT INTO faces (id, subject_id, vector, metadata, created) VALUES (%s, %s, %s, %s, %s)",
+                        [
+                            (face_id, subjects[face.subject], self._seal(face_id, row), text, created)
+                            for face_id, face, row, text in zip(ids, faces, rows, metadata, strict=True)
+                        ],
+                    )
+                version = self._bump(gallery_id)
+            self._index_added(gallery_id, version, np.array(ids), [f.subject for f in faces], rows)
+        return [
+            FaceRecord(face_id, gallery.name, face.subject, json.loads(text), created)
+            for face_id, face, text in zip(ids, faces, metadata, strict=True)
+        ]
+
+    def _next_face_ids(self, count: int) -> list[int]:
+        """Ids for new faces, taken before they are written since each vector is sealed with its
+        id; a sequence never hands out one id twice, even to concurrent replicas."""
+        rows = self._db.execute(
+            "SELECT nextval(pg_get_serial_sequence('faces', 'id')) FROM generate_series(1, %s)", (count,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _subject_ids(self, gallery_id: int, gallery: str, names: list[str], create: bool) -> dict[str, int]:
+        """The row id of each subject named, created (inside the caller's transaction) if asked."""
+        found: dict[str, int] = {}
+        for name in dict.fromkeys(names):
+            subject_id = self._subject_id(gallery_id, name)
+            if subject_id is None and not create:
+                raise UnknownSubject(f"no subject '{name}' in gallery '{gallery}' (create it first)")
+            if subject_id is None:
+                subject_id = self._db.execute(
+                    "INSERT INTO subjects (gallery_id, name, metadata, created) VALUES (%s, %s, '{}', %s) RETURNING id",
+                    (gallery_id, name, utc_now()),
+                ).fetchone()[0]
+            found[name] = subject_id
+        return found
+
+    def _seal(self, face_id: int, row: np.ndarray) -> bytes:
+        return self._cipher.seal(row.astype(VECTOR_DTYPE).tobytes(), face_aad(face_id))
+
+    def _unseal(self, face_id: int, blob: bytes, dimension: int) -> np.ndarray:
+        vector = np.frombuffer(self._cipher.open(bytes(blob), face_aad(face_id)), dtype=VECTOR_DTYPE)
+        if vector.shape != (dimension,):
+            raise StoreError(
+                f"face {face_id} in {self.location} holds {vector.size} values, not {dimension}: damaged store"
+            )
+        return vector
+
+    def faces(self, gallery: str, subject: str | None = None) -> list[FaceRecord]:
+        with self._lock:
+            gallery_id, _ = self._gallery_row(gallery)
+            query = (
+                "SELECT f.id, s.name, f.metadata, f.created FROM faces f JOIN subjects s ON s.id = f.subject_id "
+                "WHERE s.gallery_id = %s"
+            )
+            args: tuple[Any, ...] = (gallery_id,)
+            if subject is not None:
+                query, args = query + " AND s.id = %s", (*args, self._known_subject_id(gallery_id, gallery, subject))
+            rows = self._db.execute(query + " ORDER BY f.id", args).fetchall()
+        return [FaceRecord(i, gallery, name, json.loads(meta), created) for i, name, meta, created in rows]
+
+    def delete_face(self, gallery: str, face_id: int) -> None:
+        with self._lock:
+            with self._write() as db:
+                gallery_id, _ = self._gallery_row(gallery, lock=True)
+                deleted = db.execute(
+                    "DELETE FROM faces WHERE id = %s AND subject_id IN (SELECT id FROM subjects WHERE gallery_id = %s)",
+                    (int(face_id), gallery_id),
+                ).rowcount
+                if not deleted:
+                    raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
+                version = self._bump(gallery_id)
+            self._forget_faces(gallery_id, [int(face_id)], version)
+
+    def vectors(self, gallery: str, face_ids: Sequence[int]) -> np.ndarray:
+        with self._lock:
+            gallery_id, record = self._gallery_row(gallery)
+            found = {}
+            for face_id in dict.fromkeys(int(i) for i in face_ids):
+                row = self._db.execute(
+                    "SELECT f.vector FROM faces f JOIN subjects s ON s.id = f.subject_id "
+                    "WHERE f.id = %s AND s.gallery_id = %s",
+                    (face_id, gallery_id),
+                ).fetchone()
+                if row is None:
+                    raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
+                found[face_id] = self._unseal(face_id, row[0], record.dimension)
+        return np.stack([found[int(i)] for i in face_ids]) if found else np.zeros((0, record.dimension), np.float32)
+
+    # ---- the in-memory index, kept in step with the database ----------------------------------
+    def _current_index(self, gallery_id: int, version: int) -> GalleryIndex | None:
+        """The index of the gallery as it was just before the write that made `version`, or None
+        (not built yet, or another replica wrote in between: the next search rebuilds it)."""
+        cached = self._indexes.get(gallery_id)
+        if cached is None or cached[0] != version - 1:
+            self._indexes.pop(gallery_id, None)
+            return None
+        return cached[1]
+
+    def _index_added(self, gallery_id: int, version: int, ids: np.ndarray, subjects: list[str], rows: np.ndarray):
+        index = self._current_index(gallery_id, version)
+        if index is not None:  # committed: now the index may show them
+            index.add(ids, subjects, rows)
+            self._indexes[gallery_id] = (version, index)
+
+    def _forget_faces(self, gallery_id: int, face_ids: list[int], version: int) -> None:
+        index = self._current_index(gallery_id, version)
+        if index is not None:
+            index.remove(face_ids)
+            self._indexes[gallery_id] = (version, index)
+
+    def _search(self, gallery: GalleryRecord, queries: np.ndarray, k: int) -> list[list[Match]]:
+        with self._lock:
+            gallery_id, record = self._gallery_row(gallery.name)
+            return self._index(gallery_id, record).search(queries, k)
+
+    def warm(self) -> None:
+        """Build the index of every gallery now (a service does this at start)."""
+        with self._lock:
+            for record in self.galleries():
+                self._index(*self._gallery_row(record.name))
+
+    def _index(self, gallery_id: int, record: GalleryRecord) -> GalleryIndex:
+        version = self._db.execute("SELECT version FROM galleries WHERE id = %s", (gallery_id,)).fetchone()
+        cached = self._indexes.get(gallery_id)
+        if cached is not None and version is not None and cached[0] == version[0]:
+            return cached[1]
+        built_version, index = self._build_index(gallery_id, record)
+        self._indexes[gallery_id] = (built_version, index)
+        return index
+
+    def _build_index(self, gallery_id: int, record: GalleryRecord) -> tuple[int, GalleryIndex]:
+        """The gallery's faces and the version they are at, read from one snapshot."""
+        with self._db.transaction():
+            self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            found = self._db.execute("SELECT version FROM galleries WHERE id = %s", (gallery_id,)).fetchone()
+            rows = self._db.execute(
+                "SELECT f.id, s.name, f.vector FROM faces f JOIN subjects s ON s.id = f.subject_id "
+                "WHERE s.gallery_id = %s ORDER BY f.id",
+                (gallery_id,),
+            ).fetchall()
+        if found is None:  # erased by another replica since
+            raise UnknownGallery(f"gallery '{record.name}' was deleted from {self.location}")
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = np.zeros((len(rows), record.dimension), dtype=np.float32)
+        for k, (face_id, _, blob) in enumerate(rows):
+            vectors[k] = self._unseal(face_id, blob, record.dimension)
+        index = GalleryIndex.build(record.dimension, self.policy, ids, [r[1] for r in rows], vectors)
+        kind = "HNSW graph" if index.approximate else "exact"
+        log.info("gallery '%s': %d faces in memory (%s search)", record.name, len(rows), kind)
+        return found[0], index
+
+    # ---- upkeep -------------------------------------------------------------------------------
+    def check_integrity(self) -> list[str]:
+        """Foreign keys and checks are enforced by the server; what is left to look at: faces
+        whose vector does not open or has the wrong size."""
+        problems = []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.id, f.vector, g.dimension FROM faces f JOIN subjects s ON s.id = f.subject_id "
+                "JOIN galleries g ON g.id = s.gallery_id"
+            ).fetchall()
+        for face_id, blob, dimension in rows:
+            try:
+                self._unseal(face_id, blob, dimension)
+            except StoreError as exc:
+                problems.append(str(exc))
+        return problems
+
+
+def _gallery_record(row: Sequence[Any]) -> GalleryRecord:
+    name, model, digest, pipeline, dimension, threshold, created = row
+    return GalleryRecord(name, model, digest, json.loads(pipeline), dimension, threshold, created)
