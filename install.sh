@@ -11,3 +11,12 @@ python -m pip install "torch==2.13.0" -e ".[${extras}]"
 # The MTCNN weight files ship inside facenet-pytorch; its own code (and its torchvision
 # dependency) is never used, so it is installed without dependencies.
 python -m pip install --no-deps "facenet-pytorch==2.6.0"
+# The web page test drives a headless chromium through selenium: Debian's chromium and its
+# driver, installed as root where apt-get exists (CI); elsewhere that test skips saying why.
+if [ "${1:-}" = "test" ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = "0" ]; then
+        apt-get update && apt-get install -y chromium chromium-driver
+    else
+        echo "install.sh: not root, chromium and chromium-driver not installed (the web page test will skip)" >&2
+    fi
+fi

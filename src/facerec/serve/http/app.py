@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.requests import Request
 
 import facerec
@@ -38,6 +39,8 @@ repeated) or as base64 strings in JSON (`{"images": [...]}`). Errors are
 # Liveness and readiness answer without a key: probes carry no secrets, and the answers reveal
 # nothing but that the process is up and its model loaded.
 ops_router = APIRouter()
+# One self-contained file (inline script and style, nothing fetched from elsewhere), read once.
+WEB_PAGE = resources.files("facerec.serve.http").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
 @ops_router.get("/v1/health", response_model=Health)
@@ -51,6 +54,13 @@ async def ready(request: Request) -> Any:
     if not state.ready:
         return error_response(503, "not_ready", "the service is starting or stopping")
     return {"ready": True, "model": state.service.describe()}
+
+
+@ops_router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def web_page() -> HTMLResponse:
+    """The web page (enroll, verify, search): static, so no key is needed to load it; its calls
+    to the API send the key typed into it."""
+    return HTMLResponse(WEB_PAGE)
 
 
 @ops_router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require(ADMIN))])
