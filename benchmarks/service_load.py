@@ -1,0 +1,331 @@
+"""Load on the HTTP service: throughput and latency of verify, enroll and search under 1, 4 and
+16 concurrent clients, against the same work done in-process, for the HTTP layer's overhead.
+
+For each setting (model x runtime) a real `facerec serve` is started on a free loopback port
+with a temporary data directory and a plaintext gallery store; a key with the needed scopes is
+created with `facerec keys create`; a gallery is created and a few LFW people are enrolled.
+Then each operation runs under each client count: threads, one keep-alive connection each, a
+bounded number of requests per setting (`--requests`, shared out among the clients). The
+in-process baseline does the same work on the same images with a `RecognitionPipeline` loaded
+like the server's (detector, flip, device, runtime) and, for enroll and search, a plaintext
+`SQLiteStore`: verify = two `represent` calls and a dot product, enroll = `represent` and
+`add_faces`, search = `represent` and `search`. Overhead = in-process time per operation /
+(1 / HTTP throughput) - 1, i.e. how much more wall time one operation costs through HTTP.
+
+Client and server share the machine's cores, so the client's own CPU time counts against the
+service. All traffic stays on 127.0.0.1.
+
+    python benchmarks/service_load.py                      # default/torch, default/onnx, dlib/torch
+    python benchmarks/service_load.py --settings default:torch --requests 16 --clients 1 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw" / "images"
+PEOPLE = ("George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder")
+OPERATIONS = ("verify", "enroll", "search")
+READY_TIMEOUT_S = 180
+REQUEST_TIMEOUT_S = 120
+LARGEST = {"several": "largest"}  # as the in-process pipeline: the largest face of an image with several
+
+
+@dataclass
+class Row:
+    model: str
+    runtime: str
+    operation: str
+    clients: int
+    requests: int
+    errors: int
+    seconds: float
+    throughput: float  # requests per second
+    p50_ms: float
+    p99_ms: float
+    inprocess_ms: float  # median in-process time of the same operation
+    overhead_pct: float  # in-process ms vs wall ms per HTTP request at this concurrency
+
+
+def lfw(name: str, number: int) -> Path:
+    return LFW / name / f"{name}_{number:04d}.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (with few samples p99 is the slowest request or close to it)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+class Service:
+    """A `facerec serve` process on loopback with its own data directory."""
+
+    def __init__(self, root: Path, model: str, runtime: str) -> None:
+        self.data_dir = root / f"data-{model}-{runtime}"
+        self.data_dir.mkdir()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = root / f"server-{model}-{runtime}.log"
+        cli = [sys.executable, "-m", "facerec.cli"]
+        scopes = "embed,enroll,search,admin"
+        created = subprocess.run(
+            [*cli, "keys", "create", "--scope", scopes, "--all-galleries", "--data-dir", str(self.data_dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        self.key = created.stdout.strip().splitlines()[-1]
+        command = [*cli, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--device", "cpu"]
+        command += ["--model", model, "--runtime", runtime, "--store-plaintext"]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the server exited ({self.process.returncode}):\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise SystemExit(f"the server was not ready within {READY_TIMEOUT_S} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def multipart(*images: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("images", (f"image{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
+
+
+class Workload:
+    """The images of each operation: verify pairs, faces to enroll, search probes (cycled)."""
+
+    def __init__(self) -> None:
+        gallery, pairs, enroll, probes = [], [], [], []
+        for name in PEOPLE:
+            gallery.append((name, [lfw(name, 1), lfw(name, 2)]))
+            pairs.append((lfw(name, 3), lfw(name, 4)))
+            enroll.append((name, lfw(name, 5)))
+            probes.append(lfw(name, 6))
+        self.gallery, self.pairs, self.enroll, self.probes = gallery, pairs, enroll, probes
+        paths = {p for _, ps in gallery for p in ps} | {p for pair in pairs for p in pair}
+        paths |= {p for _, p in enroll} | set(probes)
+        self.bytes = {p: p.read_bytes() for p in paths}
+
+    def request(self, operation: str, i: int) -> tuple[str, dict]:
+        """(path, httpx keyword arguments) of the i-th request of an operation."""
+        if operation == "verify":
+            a, b = self.pairs[i % len(self.pairs)]
+            return "/v1/verify", {"files": multipart(self.bytes[a], self.bytes[b]), "data": LARGEST}
+        if operation == "enroll":
+            name, path = self.enroll[i % len(self.enroll)]
+            return f"/v1/galleries/load/subjects/{name}/faces", {"files": multipart(self.bytes[path]), "data": LARGEST}
+        probe = self.probes[i % len(self.probes)]
+        return "/v1/galleries/load/search", {"files": multipart(self.bytes[probe]), "data": LARGEST}
+
+
+def prepare_gallery(service: Service, work: Workload) -> None:
+    with httpx.Client(base_url=service.url, headers=service.headers, timeout=REQUEST_TIMEOUT_S) as client:
+        client.post("/v1/galleries", json={"name": "load"}).raise_for_status()
+        for name, paths in work.gallery:
+            client.post("/v1/galleries/load/subjects", json={"name": name}).raise_for_status()
+            files = multipart(*(work.bytes[p] for p in paths))
+            client.post(f"/v1/galleries/load/subjects/{name}/faces", files=files, data=LARGEST).raise_for_status()
+
+
+def load(service: Service, work: Workload, operation: str, clients: int, total: int) -> tuple[list[float], int, float]:
+    """(latencies in s, errors, wall seconds) of `clients` threads sharing `total` requests."""
+    per_client = max(1, math.ceil(total / clients))
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=service.url, headers=service.headers, timeout=REQUEST_TIMEOUT_S) as http:
+            http.get("/v1/health")  # open the connection before the clock starts
+            barrier.wait()
+            for n in range(per_client):
+                path, kwargs = work.request(operation, index * per_client + n)
+                start = time.perf_counter()
+                response = http.post(path, **kwargs)
+                elapsed = time.perf_counter() - start
+                with lock:
+                    if response.is_success:
+                        latencies.append(elapsed)
+                    else:
+                        errors.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    if errors:
+        print(f"  {len(errors)} errors, first: {errors[0]}", file=sys.stderr)
+    return latencies, len(errors), wall
+
+
+def inprocess(model: str, runtime: str, work: Workload, repeats: int) -> dict[str, float]:
+    """Median in-process seconds per operation on the same images (sequential)."""
+    from facerec.pipeline import RecognitionPipeline
+    from facerec.serve.store import NewFace, SQLiteStore
+
+    pipeline = RecognitionPipeline.load(model, runtime, detector="mtcnn", flip=True, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "gallery.db", plaintext=True)
+        try:
+            first = pipeline.represent(work.gallery[0][1][0])
+            store.create_gallery("load", pipeline.model.name, pipeline.model.digest or "0" * 64, {}, first.shape[0])
+            for name, paths in work.gallery:
+                store.add_faces("load", [NewFace(name, pipeline.represent(p)) for p in paths])
+
+            def verify(i: int) -> None:
+                a, b = work.pairs[i % len(work.pairs)]
+                float(np.dot(pipeline.represent(a), pipeline.represent(b)))
+
+            def enroll(i: int) -> None:
+                name, path = work.enroll[i % len(work.enroll)]
+                store.add_faces("load", [NewFace(name, pipeline.represent(path))])
+
+            def search(i: int) -> None:
+                store.search("load", pipeline.represent(work.probes[i % len(work.probes)])[None], k=5)
+
+            result = {}
+            operations: dict[str, Callable[[int], None]] = {"verify": verify, "enroll": enroll, "search": search}
+            for operation, run in operations.items():
+                run(0)  # warm-up
+                times = []
+                for i in range(repeats):
+                    start = time.perf_counter()
+                    run(i)
+                    times.append(time.perf_counter() - start)
+                result[operation] = statistics.median(times)
+            return result
+        finally:
+            store.close()
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    import facerec
+
+    found = {"python": platform.python_version(), "facerec": getattr(facerec, "__version__", "?")}
+    found["torch"] = torch.__version__
+    for module in ("onnxruntime", "fastapi", "uvicorn", "httpx"):
+        try:
+            found[module] = __import__(module).__version__
+        except ImportError:
+            found[module] = "absent"
+    return found
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        default=["default:torch", "default:onnx", "dlib:torch"],
+        help="model:runtime pairs (dlib runs on torch only)",
+    )
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--operations", nargs="+", choices=OPERATIONS, default=list(OPERATIONS))
+    p.add_argument("--requests", type=int, default=32, help="requests per (operation, clients), shared out")
+    p.add_argument("--inprocess-repeats", type=int, default=20, help="in-process runs per operation")
+    p.add_argument("--json", type=Path, help="write the rows here")
+    args = p.parse_args()
+
+    work = Workload()
+    rows: list[Row] = []
+    started = time.monotonic()
+    print(json.dumps(versions()))
+    with tempfile.TemporaryDirectory(prefix="facerec-load-") as tmp:
+        for setting in args.settings:
+            model, runtime = setting.split(":")
+            baseline = inprocess(model, runtime, work, args.inprocess_repeats)
+            print(f"{model}/{runtime} in-process ms: " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in baseline.items()))
+            service = Service(Path(tmp), model, runtime)
+            try:
+                service.wait_ready()
+                prepare_gallery(service, work)
+                for operation in args.operations:
+                    load(service, work, operation, 1, 2)  # warm-up
+                    for clients in args.clients:
+                        latencies, errors, wall = load(service, work, operation, clients, args.requests)
+                        done = len(latencies)
+                        throughput = done / wall if wall > 0 else 0.0
+                        ms = baseline[operation] * 1e3
+                        row = Row(
+                            model,
+                            runtime,
+                            operation,
+                            clients,
+                            done,
+                            errors,
+                            round(wall, 2),
+                            round(throughput, 2),
+                            round(percentile(latencies, 50) * 1e3, 1) if done else float("nan"),
+                            round(percentile(latencies, 99) * 1e3, 1) if done else float("nan"),
+                            round(ms, 1),
+                            round((1e3 / throughput / ms - 1) * 100, 1) if throughput else float("nan"),
+                        )
+                        rows.append(row)
+                        print(json.dumps(asdict(row)), flush=True)
+            finally:
+                service.stop()
+    print(f"total {time.monotonic() - started:.0f} s")
+    columns = ["model", "runtime", "operation", "clients", "requests", "req/s", "p50 (ms)", "p99 (ms)"]
+    columns += ["in-process (ms)", "overhead"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r.model} | {r.runtime} | {r.operation} | {r.clients} | {r.requests} | {r.throughput:.2f} | "
+            f"{r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.inprocess_ms:.0f} | {r.overhead_pct:+.0f}% |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+
+
+if __name__ == "__main__":
+    main()
