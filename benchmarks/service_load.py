@@ -82,7 +82,7 @@ def percentile(values: list[float], q: float) -> float:
 class Service:
     """A `facerec serve` process on loopback with its own data directory."""
 
-    def __init__(self, root: Path, model: str, runtime: str) -> None:
+    def __init__(self, root: Path, model: str, runtime: str, extra: list[str]) -> None:
         self.data_dir = root / f"data-{model}-{runtime}"
         self.data_dir.mkdir()
         self.port = free_port()
@@ -98,7 +98,7 @@ class Service:
         )
         self.key = created.stdout.strip().splitlines()[-1]
         command = [*cli, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--device", "cpu"]
-        command += ["--model", model, "--runtime", runtime, "--store-plaintext"]
+        command += ["--model", model, "--runtime", runtime, "--store-plaintext", *extra]
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
@@ -272,6 +272,7 @@ def main() -> None:
     p.add_argument("--operations", nargs="+", choices=OPERATIONS, default=list(OPERATIONS))
     p.add_argument("--requests", type=int, default=32, help="requests per (operation, clients), shared out")
     p.add_argument("--inprocess-repeats", type=int, default=20, help="in-process runs per operation")
+    p.add_argument("--serve-args", default="", help="more `facerec serve` options, e.g. '--batch-wait-ms 0'")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args()
 
@@ -284,7 +285,7 @@ def main() -> None:
             model, runtime = setting.split(":")
             baseline = inprocess(model, runtime, work, args.inprocess_repeats)
             print(f"{model}/{runtime} in-process ms: " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in baseline.items()))
-            service = Service(Path(tmp), model, runtime)
+            service = Service(Path(tmp), model, runtime, args.serve_args.split())
             try:
                 service.wait_ready()
                 prepare_gallery(service, work)
