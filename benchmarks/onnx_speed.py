@@ -11,30 +11,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime
 import torch
+from embed_throughput import faces_per_second  # the same timing as the network throughput table
 
 from facerec.models.io import load_recognition_model
 from facerec.models.onnx import export_onnx, load_onnx_model
-
-
-def faces_per_second(net: Callable[[torch.Tensor], torch.Tensor], size: int, batch: int, repeats: int) -> float:
-    """The median over `repeats` timed calls. One runtime is timed at a time: calls alternating
-    between them would be unfair, since each one's idle threads spin for a while after a call."""
-    x = torch.rand(batch, 3, size, size) * 2 - 1
-    net(x)  # warm-up: first-call allocations and kernel choices
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        net(x)
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
 
 
 def main() -> None:

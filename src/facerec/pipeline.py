@@ -156,10 +156,12 @@ class RecognitionPipeline:
     # ---- images -> crops ------------------------------------------------------------------
     def align(self, image: Image) -> Aligned:
         """The model's crop of an image (path or RGB array), following the alignment policy."""
-        array = decode_image(image) if isinstance(image, str | Path) else _rgb(image)
+        return self._align_array(_decoded(image), image)
+
+    def _align_array(self, array: np.ndarray, image: Image) -> Aligned:
+        """`align` of an image already decoded to `array` (`image` names it in errors)."""
         if self.aligner is None:
-            crop = resize(array, self.model.input_size)
-            aligned = Aligned(crop, None, [])
+            aligned = Aligned(resize(array, self.model.input_size), None, [])
         else:
             try:
                 aligned = self.aligner.align(array)
@@ -213,10 +215,7 @@ class RecognitionPipeline:
     def embed_dataset(self, dataset: Any, num_workers: int = 0) -> np.ndarray:
         """Embeddings of every image of a FaceDataset (aligned crops, no augmentation), in order."""
         loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, num_workers=num_workers)
-        was_training = self.net.training
-        out = [self.embed_tensors(images).cpu() for images, *_ in loader]
-        self.net.train(was_training)
-        return torch.cat(out).numpy()
+        return torch.cat([self.embed_tensors(images).cpu() for images, *_ in loader]).numpy()
 
     def represent(self, image: Image) -> np.ndarray:
         """The embedding of the chosen face of one image; NoFaceError when it shows none."""
@@ -237,30 +236,30 @@ class RecognitionPipeline:
         for image in batch:
             source = str(image) if isinstance(image, str | Path) else "<array>"
             try:
-                aligned = self.align(image)
+                array = _decoded(image)  # once: every_face crops the same pixels again
+                aligned = self._align_array(array, image)
             except (NoFaceError, DataError) as exc:
                 results.append(ImageResult(source, [], None, None, error=str(exc)))
                 continue
             result = ImageResult(source, aligned.faces, aligned.face, None)
             results.append(result)
-            for crop in self._face_crops(image, aligned, every_face):
-                crops.append(to_tensor(crop))
-                owners.append(result)
+            face_crops = self._every_face_crops(array, aligned) if every_face and aligned.faces else [aligned.crop]
+            crops.extend(to_tensor(crop) for crop in face_crops)
+            owners.append((result, len(face_crops)))
         if crops:
             embeddings = self.embed_tensors(torch.stack(crops)).cpu().numpy()
-            for result, emb in zip(owners, embeddings, strict=True):
-                _attach(result, emb, every_face)
+            start = 0
+            for result, count in owners:
+                _attach(result, list(embeddings[start : start + count]), every_face)
+                start += count
         return results
 
-    def _face_crops(self, image: Image, aligned: Aligned, every_face: bool) -> list[np.ndarray]:
-        """The chosen face's crop, then (every_face) the crop of each face found, in order."""
-        if not every_face or not aligned.faces:
-            return [aligned.crop]
+    def _every_face_crops(self, array: np.ndarray, aligned: Aligned) -> list[np.ndarray]:
+        """The crop of each face found, in order (the chosen face's among them)."""
         if not hasattr(self.aligner, "crop"):
             raise FacerecError(f"detector '{self.detector}' cannot crop every face; use mtcnn or dlib")
-        array = decode_image(image) if isinstance(image, str | Path) else _rgb(image)
         crops = [self.aligner.crop(array, face) for face in aligned.faces]  # type: ignore[union-attr]
-        return [aligned.crop, *(self.transform(c) if self.transform else c for c in crops)]
+        return [self.transform(c) if self.transform else c for c in crops]
 
     def _batches(self, images: Sequence[Image], progress: bool, desc: str) -> Iterator[Sequence[Image]]:
         bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
@@ -271,12 +270,19 @@ class RecognitionPipeline:
         bar.close()
 
 
-def _attach(result: ImageResult, embedding: np.ndarray, every_face: bool) -> None:
-    """The first embedding of an image is its chosen face's; the rest, one per face found."""
-    if result.embedding is None:
-        result.embedding = embedding
-    elif every_face:
-        result.face_embeddings = [*(result.face_embeddings or []), embedding]
+def _attach(result: ImageResult, embeddings: list[np.ndarray], every_face: bool) -> None:
+    """One embedding per face found (every_face), the chosen face's among them; else the
+    chosen face's (or the fallback crop's) alone."""
+    if every_face and result.faces:
+        result.face_embeddings = embeddings
+        chosen = next(i for i, face in enumerate(result.faces) if face is result.face)
+        result.embedding = embeddings[chosen]
+    else:
+        result.embedding = embeddings[0]
+
+
+def _decoded(image: Image) -> np.ndarray:
+    return decode_image(image) if isinstance(image, str | Path) else _rgb(image)
 
 
 def _rgb(image: Any) -> np.ndarray:

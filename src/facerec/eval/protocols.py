@@ -83,11 +83,11 @@ class PairProtocol:
 
     def _write(self, out: Path, report: dict[str, Any], embedded: Any, name: str) -> None:
         curves = {}
+        out.mkdir(parents=True, exist_ok=True)
         for key in ("no_flip", "flip"):
             scores = self.pairs.scores(embedded.get(key == "flip"))
             curves[f"{name} ({key.replace('_', ' ')})"] = roc_curve(scores, self.pairs.same)
             threshold = float(np.mean(report[key]["fold_thresholds"]))
-            out.mkdir(parents=True, exist_ok=True)
             plot_score_histogram(scores, self.pairs.same, out / f"histogram_{key}.png", threshold, f"{name}, {key}")
         published = {p.stem: read_published_roc(p) for p in self.published}
         plot_roc(curves, out / "roc.png", published, title=f"{name}: {len(self.pairs)} pairs")
