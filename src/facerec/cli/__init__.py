@@ -11,7 +11,21 @@ from facerec.cli.registry import build_parser
 from facerec.errors import FacerecError
 
 # Importing a group module registers its commands, in this order in `facerec --help`.
-GROUPS = ("train", "data", "use", "gallery", "export", "eval", "analyze", "distill", "serve", "keys")
+GROUPS = (
+    "train",
+    "data",
+    "use",
+    "gallery",
+    "export",
+    "eval",
+    "benchmark",
+    "calibrate",
+    "explain",
+    "analyze",
+    "distill",
+    "serve",
+    "keys",
+)
 for _group in GROUPS:
     importlib.import_module(f"facerec.cli.{_group}")
 

@@ -1,0 +1,3 @@
+"""The `facerec benchmark` command (see its handler)."""
+
+from __future__ import annotations
