@@ -109,6 +109,7 @@ class ProtocolConfig:
     name: str = "lfw"
     options: dict[str, Any] = field(default_factory=dict)
     detector: str = "none"  # how the model sees its images: none (aligned crops), mtcnn, dlib
+    degrade: int = 0  # > 0: faces degraded to N px across on the 112 template (low-resolution scoring)
 
 
 @dataclass
@@ -201,6 +202,12 @@ def upgrade_stored(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(data.get("data"), dict) and "image_size" in data["data"]:
         data.setdefault("backbone", {})["input_size"] = data["data"].pop("image_size")
     return data
+
+
+def build_typed(cls: type, data: Any, where: str = "") -> Any:
+    """An instance of the config dataclass `cls` from a plain mapping, keys and types checked as
+    for a whole config (`where`: the key path errors name)."""
+    return _build(cls, data, where)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -128,7 +128,9 @@ def test_evaluation_protocols_run_during_training(tmp_path):
     assert [r["step"] for r in periodic] == [4, 8]
     assert 0.0 <= results["eval/pairs/accuracy"] <= 1.0 and "eval/pairs/auc" in results
     assert "val_accuracy" in periodic[0], "the held-out check runs beside the protocols"
-    assert (tmp_path / "run" / "eval" / "pairs" / "report.json").is_file()
+    assert (tmp_path / "run" / "eval" / "00_pairs" / "report.json").is_file()
+    table = (tmp_path / "run" / "eval" / "benchmark.md").read_text()  # the same table `facerec benchmark` writes
+    assert "| pairs (none) | yes |" in table and "| pairs (none) | no |" in table
 
 
 def test_exported_model_records_the_held_out_threshold(tmp_path):

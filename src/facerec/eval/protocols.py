@@ -76,7 +76,8 @@ class PairProtocol:
             report["flip" if flip else "no_flip"] = verification_metrics(
                 self.pairs.scores(embedded.get(flip)), self.pairs.same, self.pairs.fold
             )
-        report["summary"] = pair_summary(report["flip" if pipeline.flip else "no_flip"])
+        report["summary_by_flip"] = {key: pair_summary(report[key]) for key in ("no_flip", "flip")}
+        report["summary"] = report["summary_by_flip"]["flip" if pipeline.flip else "no_flip"]
         if out_dir is not None:
             self._write(Path(out_dir), report, embedded, pipeline.name)
         return report

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from facerec.config import Config, DataConfig, ProtocolConfig
 from facerec.core.files import write_json
-from facerec.eval.protocols import HeldOutPairs, build_protocol
+from facerec.eval.benchmark import build_protocols, run_benchmark
+from facerec.eval.protocols import HeldOutPairs
 from facerec.models.card import ThresholdRecord
 from facerec.pipeline import RecognitionPipeline
 from facerec.train import checkpoint as ckpt
@@ -192,13 +193,16 @@ class Checkpointer(Callback):
 
 class PeriodicEvaluation(Callback):
     """Verification on the held-out identities (`val_accuracy`, `val_accuracy_std`,
-    `val_threshold` ...) and the protocols of train.eval (`eval/<name>/<metric>`), every `every`
-    steps (0: never) and at the end; the final protocol reports go to <output_dir>/eval/<name>."""
+    `val_threshold` ...) and the protocols of train.eval (`eval/<name>/<metric>`, flip-summed),
+    every `every` steps (0: never) and at the end; at the end the protocol reports and the
+    benchmark table (with and without flip, as `facerec benchmark` writes it) go to
+    <output_dir>/eval."""
 
     def __init__(self, every: int, protocols: Sequence[ProtocolConfig] = (), num_pairs: int = 6000) -> None:
         self.every, self.num_pairs = every, num_pairs
-        self.protocols = [(build_protocol(p.name, p.options), p.detector) for p in protocols]
-        self.pipelines: dict[str, RecognitionPipeline] = {}  # by detector; they share the trained backbone
+        self.entries = list(protocols)
+        self.protocols = build_protocols(self.entries)
+        self.pipelines: dict[tuple[str, int, bool], RecognitionPipeline] = {}  # they share the trained backbone
 
     def on_step_end(self, trainer: Trainer, step: StepInfo) -> None:
         if self.every and step.step % self.every == 0 and step.step < trainer.total_steps:  # the last: on_train_end
@@ -216,23 +220,31 @@ class PeriodicEvaluation(Callback):
         with unchanged_random_state(), eval_mode(backbone):
             if trainer.val_set is not None:
                 held_out = HeldOutPairs(trainer.val_set, self.num_pairs, seed=trainer.cfg.train.seed)
-                summary = held_out.evaluate(self.pipeline(trainer, "none"))["summary"]
+                summary = held_out.evaluate(self.pipeline(trainer, "none", 0, True))["summary"]
                 metrics.update({f"val_{k}": v for k, v in summary.items()})
-            for protocol, detector in self.protocols:
-                out_dir = reports / protocol.name if reports is not None else None
-                summary = protocol.evaluate(self.pipeline(trainer, detector), out_dir)["summary"]
-                metrics.update({f"eval/{protocol.name}/{k}": v for k, v in summary.items()})
+            if self.entries:
+                flips = (False, True) if reports is not None else (True,)
+
+                def source(detector: str, degrade: int, flip: bool) -> RecognitionPipeline:
+                    return self.pipeline(trainer, detector, degrade, flip)
+
+                bench = run_benchmark(self.entries, source, flips, reports, protocols=self.protocols)
+                for row in bench.rows:
+                    if row.flip:
+                        name = f"{row.protocol}@{row.degrade}px" if row.degrade else row.protocol
+                        metrics.update({f"eval/{name}/{k}": v for k, v in row.summary.items()})
         return metrics
 
-    def pipeline(self, trainer: Trainer, detector: str) -> RecognitionPipeline:
-        """The trained backbone seen through `detector` ('none': aligned crops), flip-summed."""
-        if "none" not in self.pipelines:
+    def pipeline(self, trainer: Trainer, detector: str, degrade: int, flip: bool) -> RecognitionPipeline:
+        """The trained backbone seen through `detector` ('none': aligned crops)."""
+        key = (detector, degrade, flip)
+        if key not in self.pipelines:
             net, size = trainer.net["backbone"], trainer.cfg.backbone.input_size
-            self.pipelines["none"] = RecognitionPipeline.for_network(net, size, trainer.device, flip=True)
-        if detector not in self.pipelines:
-            model = self.pipelines["none"].model
-            self.pipelines[detector] = RecognitionPipeline(model, detector, device=trainer.device, batch_size=256)
-        return self.pipelines[detector]
+            model = RecognitionPipeline.for_network(net, size, trainer.device).model
+            self.pipelines[key] = RecognitionPipeline(
+                model, detector, degrade=degrade, flip=flip, device=trainer.device, batch_size=256
+            )
+        return self.pipelines[key]
 
 
 @contextlib.contextmanager
