@@ -45,9 +45,16 @@ class Embeddings:
     plain: np.ndarray  # L2-normalized embedding of each image
     flipped: np.ndarray  # L2-normalized (embedding + embedding of the mirror image)
     detected: np.ndarray  # bool: a face was detected (False: fallback crop or pre-aligned input)
+    # norms before the L2 normalization (a quality signal for MagFace/AdaFace-style heads)
+    norms: np.ndarray | None = None
+    flipped_norms: np.ndarray | None = None
 
     def get(self, flip: bool) -> np.ndarray:
         return self.flipped if flip else self.plain
+
+    def norm(self, flip: bool) -> np.ndarray | None:
+        """Each row's norm before normalization (None when the embeddings were loaded without it)."""
+        return self.flipped_norms if flip else self.norms
 
     def save(self, path: Path, names: Sequence[str | Path], **extra: np.ndarray) -> Path:
         """The embeddings .npz that `facerec eval`, the analysis cache and distillation targets
@@ -192,25 +199,28 @@ class RecognitionPipeline:
         return F.normalize(emb, dim=1)
 
     @torch.no_grad()
-    def _both(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(plain, flip-summed) L2-normalized embeddings, with one forward pass per direction."""
+    def _both(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(plain, flip-summed) L2-normalized embeddings and their norms before normalization,
+        with one forward pass per direction."""
         crops = crops.to(self.device)
         emb, mirrored = self.net(crops).float(), self.net(crops.flip(3)).float()
-        return F.normalize(emb, dim=1).cpu(), F.normalize(emb + mirrored, dim=1).cpu()
+        summed = emb + mirrored
+        normalized = (F.normalize(emb, dim=1).cpu(), F.normalize(summed, dim=1).cpu())
+        return *normalized, emb.norm(dim=1).cpu(), summed.norm(dim=1).cpu()
 
     def embed(self, images: Sequence[Image], progress: bool = True, desc: str = "embedding") -> Embeddings:
         """One embedding per image for the protocols: with and without flip, in one pass. Images
         without a face follow the policy (missing='center': a centered crop; 'skip': an error)."""
-        plain, flipped, detected = [], [], []
+        parts: list[tuple[torch.Tensor, ...]] = []  # (plain, flipped, norm, flipped norm) per batch
+        detected = []
         for batch in self._batches(images, progress, desc):
             aligned = [self.align(image) for image in batch]
-            e, ef = self._both(torch.stack([to_tensor(a.crop) for a in aligned]))
-            plain.append(e)
-            flipped.append(ef)
+            parts.append(self._both(torch.stack([to_tensor(a.crop) for a in aligned])))
             detected.extend(a.face is not None for a in aligned)
-        if not plain:
+        if not parts:
             raise DataError("nothing to embed: the image list is empty")
-        return Embeddings(torch.cat(plain).numpy(), torch.cat(flipped).numpy(), np.array(detected, dtype=bool))
+        plain, flipped, norms, flipped_norms = (torch.cat(column).numpy() for column in zip(*parts, strict=True))
+        return Embeddings(plain, flipped, np.array(detected, dtype=bool), norms, flipped_norms)
 
     def embed_dataset(self, dataset: Any, num_workers: int = 0) -> np.ndarray:
         """Embeddings of every image of a FaceDataset (aligned crops, no augmentation), in order."""
