@@ -186,10 +186,7 @@ class RecognitionPipeline:
         """L2-normalized embeddings of a batch of crops (N, 3, H, W) in [-1, 1], resized to the
         model's input when they differ; with flip, the sum of each crop's and its mirror's."""
         flip = self.flip if flip is None else flip
-        size = self.model.input_size
-        images = images.to(self.device)
-        if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        images = self._model_input(images)
         was_training = self.net.training
         self.net.eval()
         emb = self.net(images).float()
@@ -197,6 +194,24 @@ class RecognitionPipeline:
             emb = emb + self.net(images.flip(3)).float()
         self.net.train(was_training)
         return F.normalize(emb, dim=1)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The network's raw output for crops (N, 3, H, W) in [-1, 1]: no L2 normalization and no
+        flip, so its norm is kept (it carries quality for MagFace/AdaFace-trained models)."""
+        was_training = self.net.training
+        self.net.eval()
+        features = self.net(self._model_input(images)).float()
+        self.net.train(was_training)
+        return features
+
+    def _model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Crops on the pipeline's device, resized to the model's input when they differ."""
+        size = self.model.input_size
+        images = images.to(self.device)
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return images
 
     @torch.no_grad()
     def _both(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
