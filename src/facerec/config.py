@@ -81,6 +81,24 @@ class HeadConfig:
 
 
 @dataclass
+class ClassStorageConfig:
+    """Storage of Partial FC's class rows (`head.options.storage`): centers (and momentum) in
+    fp32, bf16 or fp16, in memory or in a memory-mapped file per rank under `directory`;
+    arithmetic on the sampled rows is fp32 either way (`facerec.heads.class_store`)."""
+
+    dtype: str = "fp32"  # fp32 | bf16 | fp16
+    momentum: bool = True  # false: the class layer takes plain SGD steps and keeps no momentum rows
+    rounding: str = "stochastic"  # nearest | stochastic: how fp32 results are written back to bf16/fp16
+    backend: str = "memory"  # memory | mmap
+    directory: str | None = None  # where the mmap backend keeps its files (scratch, rewritten at start)
+
+
+def class_storage_config(data: dict[str, Any] | None, where: str = "head.options.storage") -> ClassStorageConfig:
+    """The typed storage options of a Partial FC head; unknown keys are errors naming the key."""
+    return _build(ClassStorageConfig, {} if data is None else data, where)
+
+
+@dataclass
 class OptimConfig:
     name: str = "sgd"  # sgd | adamw
     lr: float = 0.1
