@@ -23,6 +23,7 @@ from facerec.eval.identification import gallery_probe_split, identification_repo
 from facerec.eval.metrics import roc_curve
 from facerec.eval.pairs import PairSet, read_bin, read_lfw_pairs, read_pairs_csv, sample_pairs
 from facerec.eval.report import plot_roc, plot_score_histogram, read_published_roc, verification_metrics
+from facerec.eval.templates import template_protocol
 from facerec.pipeline import RecognitionPipeline
 from facerec.registry import Registry
 
@@ -190,3 +191,7 @@ class Identification:
         if out_dir is not None:
             write_json(Path(out_dir) / "identification.json", report)
         return report
+
+
+# ---- templates (IJB-B/IJB-C layout) -------------------------------------------------------------
+PROTOCOLS.register("templates")(template_protocol)  # 1:1 and 1:N over templates: eval/templates.py
