@@ -16,6 +16,7 @@ import facerec
 from facerec.serve.audit import AUDIT_FILE, AuditLog
 from facerec.serve.http.auth import require
 from facerec.serve.http.errors import error_response, install_error_handlers
+from facerec.serve.http.explain import router as explain_router
 from facerec.serve.http.faces import FaceService
 from facerec.serve.http.galleries import router as gallery_router
 from facerec.serve.http.metrics import CONTENT_TYPE, MetricsMiddleware
@@ -97,6 +98,7 @@ def create_app(settings: ServiceSettings, service: FaceService | None = None) ->
     app.include_router(ops_router)
     app.include_router(face_router)
     app.include_router(gallery_router)
+    app.include_router(explain_router)
     return app
 
 
