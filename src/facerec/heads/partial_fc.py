@@ -33,6 +33,14 @@ Updates (`update`):
 - 'dense': the centers are an nn.Parameter handled by the run's optimizer, which (like
   arcface_torch's PartialFC_V2) receives a dense gradient and rewrites every row each step
   (momentum, weight decay): O(C_local * d) whatever the sample rate. Kept to compare against.
+
+Storage (`storage`, sparse update only; `facerec.heads.class_store`): centers and momentum in
+fp32, bf16 or fp16, with or without momentum, in memory or memory-mapped files. With a compact
+dtype the catch-up stays exact in this sense: a row read at step b is the value stored at its
+last update a, mapped through the steps a+1..b-1 in fp32 arithmetic (coefficients from the
+float64 segment tree), and it is rounded to the stored dtype only when written back after a
+sampled step - once per sampled step, not once per step as a dense update in that dtype would.
+Negatives are drawn without O(C) work per step (`class_sampling`).
 """
 
 from __future__ import annotations
@@ -45,8 +53,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from facerec.config import ClassStorageConfig, class_storage_config
 from facerec.distributed import current, shard_range
+from facerec.errors import ConfigError
 from facerec.heads.base import Head, OptimizerStep
+from facerec.heads.class_sampling import sample_classes
+from facerec.heads.class_store import ClassRows
 from facerec.heads.lazy_sgd import StepHistory
 from facerec.heads.margins import CombinedMargin, Margin, build_margin
 from facerec.heads.registry import HEADS
@@ -174,6 +186,7 @@ class PartialFC(Head):
         margin: str | Mapping[str, Any] | Margin | None = None,
         update: str = "sparse",
         seed: int = 0,
+        storage: Mapping[str, Any] | ClassStorageConfig | None = None,
     ) -> None:
         super().__init__()
         if not 0 < sample_rate <= 1:
@@ -187,18 +200,23 @@ class PartialFC(Head):
         self.sample_rate, self.scale, self.update, self.seed = sample_rate, scale, update, seed
         self.margin = self._margin(m1, m2, m3, margin)
         self.owns_update = update == "sparse"
-        weight = torch.empty(self.num_local, embedding_size)
+        spec = storage if isinstance(storage, ClassStorageConfig) else class_storage_config(dict(storage or {}))
+        if update == "dense" and spec != ClassStorageConfig():
+            raise ConfigError("partial_fc: storage options apply to update 'sparse' only (dense keeps fp32 parameters)")
+        self.storage = spec
         init = torch.Generator().manual_seed(seed * 1_000_003 + ctx.rank)
-        weight.normal_(0, 0.01, generator=init)
+        tag = f"partial_fc.rank{ctx.rank}of{ctx.world_size}"
+        self.rows = ClassRows(self.num_local, embedding_size, spec, tag, seed=self.sampler_seed(seed, ctx.rank) + 1)
+        self.rows.initialize(init, 0.01)
         if update == "dense":
-            self.weight = nn.Parameter(weight)
+            self.weight = nn.Parameter(self.rows.weight)
+            self.rows = None
         else:
-            self.register_buffer("weight", weight)
-            self.register_buffer("momentum_buffer", torch.zeros_like(weight))
+            self._expose_rows()
             self.register_buffer("last_step", torch.full((self.num_local,), -1, dtype=torch.long))
         self.history = StepHistory()  # sparse update: every step's lr, momentum, decay
         self.sampler = torch.Generator().manual_seed(self.sampler_seed(seed, ctx.rank))
-        self._sampled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._sampled: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     @staticmethod
     def _margin(
@@ -214,14 +232,35 @@ class PartialFC(Head):
     def sampler_seed(seed: int, rank: int) -> int:
         return seed * 1_000_003 + 7919 + rank
 
+    # The sparse update's rows live in `self.rows` (any dtype, memory or file), not in module
+    # buffers; `weight` and `momentum_buffer` name them as attributes and state-dict keys.
+    def _expose_rows(self) -> None:
+        self.__dict__["weight"] = self.rows.weight
+        self.__dict__["momentum_buffer"] = self.rows.momentum
+
+    def _apply(self, fn: Any, recurse: bool = True) -> PartialFC:
+        super()._apply(fn, recurse)
+        if self.rows is not None:
+            self.rows.apply(fn, self.last_step.device)
+            self._expose_rows()
+        return self
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        if self.rows is not None:  # before the buffers: the key order of earlier versions
+            destination.update({prefix + key: value for key, value in self.rows.arrays().items()})
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
     # The sampling generator is part of the state: resuming continues the same negatives.
     def get_extra_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "sampler": self.sampler.get_state(),
             "class_range": (self.class_start, self.class_end),
             "history": self.history.state_dict(),
             "seed": self.seed,
         }
+        if self.rows is not None:
+            state["rounding_noise"] = self.rows.noise.state_dict()
+        return state
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         if tuple(state["class_range"]) != (self.class_start, self.class_end):
@@ -231,11 +270,23 @@ class PartialFC(Head):
             )
         self.sampler.set_state(state["sampler"])
         self.history.load_state_dict(state["history"])
+        if self.rows is not None and "rounding_noise" in state:
+            self.rows.noise.load_state_dict(state["rounding_noise"])
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # checkpoints from before margins were modules: their combined margin kept no buffers
         for name, buf in self.margin.named_buffers():
             state_dict.setdefault(f"{prefix}margin.{name}", buf.detach().clone())
+        if self.rows is not None:
+            missing_keys, error_msgs = args[2], args[4]
+            for key in self.rows.arrays():
+                if prefix + key not in state_dict:
+                    missing_keys.append(prefix + key)
+                    continue
+                try:
+                    self.rows.load(key, state_dict.pop(prefix + key))
+                except ValueError as exc:
+                    error_msgs.append(f"{prefix}{exc}")
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     @classmethod
@@ -264,13 +315,11 @@ class PartialFC(Head):
             index = torch.arange(self.num_local, device=device)
         else:
             keep = max(math.ceil(self.sample_rate * self.num_local), 1)
-            priority = torch.rand(self.num_local, generator=self.sampler).to(device)
-            priority[local[in_shard]] = 2.0  # positives always win
-            keep = max(keep, int((priority > 1.0).sum()))
-            index = torch.topk(priority, keep).indices.sort().values
-        position = torch.full((self.num_local,), -1, dtype=torch.long, device=device)
-        position[index] = torch.arange(len(index), device=device)
-        target = torch.where(in_shard, position[local], torch.full_like(labels, -1))
+            positives = torch.unique(local[in_shard]).cpu()
+            index = sample_classes(self.num_local, keep, positives, self.sampler).to(device)
+        # column of each row's class among the sorted sampled classes (no O(C) position map)
+        position = torch.searchsorted(index, local).clamp_max(len(index) - 1)
+        target = torch.where(in_shard, position, torch.full_like(labels, -1))
         return index, target
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -349,23 +398,28 @@ class PartialFC(Head):
         rows = centers.detach()  # the sampled rows, current up to the previous step
         if weight_decay:
             grad.add_(rows, alpha=weight_decay)
-        buf.mul_(momentum).add_(grad)
-        rows.add_(grad.add_(buf, alpha=momentum) if nesterov else buf, alpha=-lr)
-        self.momentum_buffer.index_copy_(0, index, buf)
-        self.weight.index_copy_(0, index, rows)
+        if buf is None:  # no momentum kept: plain SGD for the class layer
+            momentum, nesterov = 0.0, False
+            rows.add_(grad, alpha=-lr)
+        else:
+            buf.mul_(momentum).add_(grad)
+            rows.add_(grad.add_(buf, alpha=momentum) if nesterov else buf, alpha=-lr)
+        self.rows.scatter(index, rows, buf)  # rounds to the stored dtype (consumes rows and buf)
         self.last_step[index] = len(self.history)
         self.history.append(lr, momentum, weight_decay, nesterov)
         centers.grad = None
 
     @torch.no_grad()
-    def _current_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows `index` of the centers and momentum, brought up to the last completed step."""
-        rows = torch.index_select(self.weight, 0, index, out=self._rows_buffer(len(index)))
-        buf = torch.index_select(self.momentum_buffer, 0, index, out=self._momentum_rows_buffer(len(index)))
-        self._catch_up(self.last_step[index], rows, buf)
+    def _current_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The rows `index` of the centers and momentum (None when not kept), in the working
+        dtype, brought up to the last completed step."""
+        rows = self._rows_buffer(len(index))
+        buf = self._momentum_rows_buffer(len(index)) if self.rows.momentum is not None else None
+        self.rows.gather(index, rows, buf)
+        self._catch_up(self.last_step[index.to(self.last_step.device)].to(rows.device), rows, buf)
         return rows, buf
 
-    def _catch_up(self, last: torch.Tensor, rows: torch.Tensor, buf: torch.Tensor) -> None:
+    def _catch_up(self, last: torch.Tensor, rows: torch.Tensor, buf: torch.Tensor | None) -> None:
         """Apply in place, to rows last updated at steps `last`, the steps they missed since."""
         now = len(self.history)
         if not bool((last < now - 1).any()):
@@ -375,6 +429,9 @@ class PartialFC(Head):
         coeff = self.history.product(since + 1, torch.full_like(since, now))
         coeff = coeff.to(device=rows.device, dtype=rows.dtype)[inverse.to(rows.device)]
         a, b, c, d = (coeff[:, i, j, None] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+        if buf is None:  # momentum 0 on every step: b = 0 and the buffer plays no part
+            rows.mul_(a)
+            return
         new_rows = torch.mul(rows, a, out=self._buffer("_new_rows", len(rows)))
         new_rows.addcmul_(buf, b)
         buf.mul_(d).addcmul_(rows, c)
@@ -386,10 +443,9 @@ class PartialFC(Head):
         if self.update != "sparse":
             return
         for start in range(0, self.num_local, chunk):
-            index = torch.arange(start, min(start + chunk, self.num_local), device=self.weight.device)
+            index = torch.arange(start, min(start + chunk, self.num_local), device=self.last_step.device)
             rows, buf = self._current_rows(index)
-            self.weight.index_copy_(0, index, rows)
-            self.momentum_buffer.index_copy_(0, index, buf)
+            self.rows.scatter(index, rows, buf)
             self.last_step[index] = len(self.history) - 1
 
     # Gathered rows go to buffers kept between steps: allocating r*C*d floats afresh every step
@@ -402,7 +458,8 @@ class PartialFC(Head):
 
     def _buffer(self, name: str, n: int) -> torch.Tensor:
         buf = self.__dict__.get(name)
-        if buf is None or len(buf) < n or buf.device != self.weight.device:
-            buf = torch.empty(max(n, 1), self.weight.shape[1], dtype=self.weight.dtype, device=self.weight.device)
+        device, dtype = self.last_step.device, self.rows.work_dtype  # mmap rows travel to the module's device
+        if buf is None or len(buf) < n or buf.device != device or buf.dtype != dtype:
+            buf = torch.empty(max(n, 1), self.rows.weight.shape[1], dtype=dtype, device=device)
             self.__dict__[name] = buf
         return buf[:n]
