@@ -21,7 +21,18 @@ from facerec.serve.http.errors import ServiceError
 # Formats a client may send; PIL knows others (EPS calls Ghostscript, for one) that have no
 # place in a face service.
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
-OPTION_FIELDS = ("model", "several", "threshold", "top_k", "all_faces", "metadata", "method", "patch", "stride")
+OPTION_FIELDS = (
+    "model",
+    "several",
+    "threshold",
+    "top_k",
+    "all_faces",
+    "metadata",
+    "method",
+    "patch",
+    "stride",
+    "steps",
+)
 
 
 @dataclass
