@@ -17,11 +17,15 @@ commercial face recognition algorithms" (Howard et al.) as reviewed in the seeds
 - FMR and FNMR per group, and the cross-group FMR matrix, at one global threshold set at a
   target overall FMR, with bootstrap confidence intervals (subjects resampled within each
   group, each ordered pair weighted by its first subject's draw count).
+- per-group operating points: the threshold each group would need for the same FMR on its own
+  (within-group) impostor pairs, and the FNMR each group gets at the global threshold and at
+  its own: what one threshold for everyone costs each group.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -163,9 +167,8 @@ class PairCounts:
     threshold: float
 
 
-def impostor_threshold(emb: np.ndarray, codes: np.ndarray, target_fmr: float, chunk: int = 1024) -> float:
-    """The threshold t (accept: score >= t) at which the overall FMR over all unordered impostor
-    image pairs is `target_fmr` (the k-th highest impostor score, k = round(target * count))."""
+def impostor_scores(emb: np.ndarray, codes: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """The score of every unordered pair of images of two different subjects, by row blocks."""
     kept: list[np.ndarray] = []
     n = len(emb)
     for start in range(0, n, chunk):
@@ -173,11 +176,22 @@ def impostor_threshold(emb: np.ndarray, codes: np.ndarray, target_fmr: float, ch
         rows = np.arange(start, min(start + chunk, n))
         upper = np.arange(n)[None, :] > rows[:, None]
         kept.append(block[upper & (codes[rows][:, None] != codes[None, :])])
-    scores = np.concatenate(kept)
+    return np.concatenate(kept) if kept else np.zeros(0)
+
+
+def threshold_from_scores(scores: np.ndarray, target_fmr: float) -> float:
+    """The k-th highest impostor score, k = round(target * count) (at least 1): accepting
+    score >= it makes the FMR over these pairs `target_fmr`."""
     k = max(1, round(target_fmr * len(scores)))
     if k > len(scores):
         raise DataError("not enough impostor pairs for this FMR")
     return float(np.partition(scores, len(scores) - k)[len(scores) - k])
+
+
+def impostor_threshold(emb: np.ndarray, codes: np.ndarray, target_fmr: float, chunk: int = 1024) -> float:
+    """The threshold t (accept: score >= t) at which the overall FMR over all unordered impostor
+    image pairs is `target_fmr` (the k-th highest impostor score, k = round(target * count))."""
+    return threshold_from_scores(impostor_scores(emb, codes, chunk), target_fmr)
 
 
 def count_pairs(
@@ -268,6 +282,89 @@ def group_rates(
     return {"threshold": counts.threshold, "target_fmr": target_fmr, "groups": per_group, "cross_fmr": cross}
 
 
+# ---- per-group operating points ---------------------------------------------------------------
+
+
+def mated_scores(emb: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Score and subject of every unordered pair of two distinct images of one subject."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1], True])
+    scores, subjects = [], []
+    for start, stop in itertools.pairwise(bounds):
+        rows = order[start:stop]
+        i, j = np.triu_indices(len(rows), 1)
+        scores.append((emb[rows[i]] * emb[rows[j]]).sum(1))
+        subjects.append(np.full(len(i), codes[rows[0]]))
+    return np.concatenate(scores), np.concatenate(subjects)
+
+
+def operating_points(
+    emb: np.ndarray,
+    codes: np.ndarray,
+    groups: np.ndarray,
+    global_threshold: float,
+    target_fmr: float,
+    min_mated: int = 20,
+    chunk: int = 1024,
+) -> dict[str, Any]:
+    """Per group, next to the one global threshold: the threshold the group would need for the
+    same FMR on its own impostor pairs (both subjects in the group; same rule as the global
+    one), and the group's FMR and FNMR at the global threshold and at its own. The difference
+    in FNMR is what the group pays for sharing one threshold. Same count rules as the rates:
+    an own threshold needs >= 1/target impostor pairs, an FNMR >= `min_mated` mated pairs.
+    `groups`: the group of each image (one per subject)."""
+    genuine, genuine_subject = mated_scores(emb, codes)
+    min_impostor = math.ceil(1.0 / target_fmr)
+    out: dict[str, Any] = {}
+    for name in sorted({str(g) for g in groups}):
+        members = np.asarray(groups).astype(str) == name
+        impostor = impostor_scores(emb[members], codes[members], chunk)
+        mated = genuine[np.isin(genuine_subject, np.unique(codes[members]))]
+        entry: dict[str, Any] = {
+            "impostor_pairs": len(impostor),
+            "mated_pairs": len(mated),
+            "fmr_at_global": float((impostor >= global_threshold).mean()) if len(impostor) else None,
+        }
+        if len(impostor) < min_impostor:
+            entry["threshold"] = too_few(len(impostor), min_impostor, "impostor pairs") + f" for FMR {target_fmr:g}"
+        else:
+            own = threshold_from_scores(impostor, target_fmr)
+            entry.update(threshold=own, fmr_at_own=float((impostor >= own).mean()))
+        if len(mated) < min_mated:
+            entry["fnmr_at_global"] = too_few(len(mated), min_mated, "mated pairs") + " for an FNMR"
+        else:
+            entry["fnmr_at_global"] = float((mated < global_threshold).mean())
+            if isinstance(entry["threshold"], float):
+                entry["fnmr_at_own"] = float((mated < entry["threshold"]).mean())
+        out[name] = entry
+    return {
+        "rule": "threshold = k-th highest impostor score, k = round(target FMR x impostor pairs), accept: score >= it",
+        "global_threshold": global_threshold,
+        "target_fmr": target_fmr,
+        "groups": out,
+    }
+
+
+def operating_points_table(points: dict[str, Any]) -> str:
+    """The operating points as a Markdown table."""
+
+    def cell(value: Any, fmt: str) -> str:
+        return format(value, fmt) if isinstance(value, float) else "-" if value is None else str(value)
+
+    t, far = points["global_threshold"], points["target_fmr"]
+    lines = [
+        f"| group | impostor pairs | own threshold (FMR {far:g}) | FMR at global t = {t:.4f} | mated pairs "
+        "| FNMR at global | FNMR at own |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, g in points["groups"].items():
+        lines.append(
+            f"| {name} | {g['impostor_pairs']:,} | {cell(g['threshold'], '.4f')} | {cell(g['fmr_at_global'], '.2e')} "
+            f"| {g['mated_pairs']:,} | {cell(g['fnmr_at_global'], '.2%')} | {cell(g.get('fnmr_at_own'), '.2%')} |"
+        )
+    return "\n".join(lines)
+
+
 # ---- the whole analysis ------------------------------------------------------------------------
 
 
@@ -283,7 +380,7 @@ def analyze(
     title: str = "",
 ) -> dict[str, Any]:
     """Everything above on the labelled images; report.json and PNGs in out_dir."""
-    from facerec.core.files import write_json
+    from facerec.core.files import write_json, write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -300,6 +397,7 @@ def analyze(
     threshold = impostor_threshold(emb, codes, target_fmr)
     subject_group = np.array([by_subject[str(i)] for i in identities])
     rates = group_rates(count_pairs(emb, identities, subject_group, threshold), target_fmr, min_mated, n_boot)
+    points = operating_points(emb, codes, subject_group, threshold, target_fmr, min_mated)
     report = {
         "images": len(emb),
         "subjects": len(np.unique(identities)),
@@ -313,11 +411,13 @@ def analyze(
         },
         "block_means": block_means(normalized, matrix.groups),
         **rates,
+        "operating_points": points,
     }
     plot_matrix(normalized, matrix.groups, out / "similarity_matrix.png", title)
     plot_cross_fmr(rates, out / "cross_group_fmr.png", title)
     plot_components(coords, matrix.groups, index, explained, out / "pca.png", title)
     write_json(out / "report.json", report)
+    write_text(out / "operating_points.md", operating_points_table(points) + "\n")
     return report
 
 
