@@ -1,4 +1,5 @@
-"""Evaluation commands, one per registered protocol: eval lfw, eval pairs, eval bin, eval identify.
+"""Evaluation commands, one per registered protocol: eval lfw, eval pairs, eval bin, eval identify,
+eval templates.
 
 A new protocol is registered in `facerec.eval.protocols`; its command here says which arguments
 become the protocol's options.
@@ -13,7 +14,9 @@ from typing import Any
 
 from facerec.cli.pipeline_options import add_pipeline_arguments, pipeline_from
 from facerec.cli.registry import command
+from facerec.errors import ConfigError
 from facerec.eval.protocols import build_protocol
+from facerec.eval.templates import POOLINGS, report_lines, write_template_set
 
 Options = Callable[[argparse.Namespace], dict[str, Any]]
 
@@ -33,6 +36,9 @@ def protocol_handler(name: str, options: Options) -> Callable[[argparse.Namespac
 
 
 def print_report(report: dict[str, Any], out: Path) -> None:
+    if report.get("protocol") == "templates":  # per pooling and gallery, not per flip
+        print("\n".join([*report_lines(report), f"report in {out}"]))
+        return
     for key in ("no_flip", "flip"):
         if key in report:
             r = report[key]
@@ -110,3 +116,48 @@ def _eval_identify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unenrolled", type=float, default=0.3, help="fraction of identities kept out (non-mated)")
     add_eval_arguments(p, flip=False)
     p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+
+
+def templates_options(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("root", "csv", "pairs", "galleries", "probes", "prefix", "images", "pooling", "quality")
+    return {key: getattr(args, key) for key in keys}
+
+
+def run_templates(args: argparse.Namespace) -> int:
+    """`eval templates`; with --make-from, first writes an IJB-layout set from a tree at ROOT."""
+    if args.make_from and not args.root:
+        raise ConfigError("--make-from needs ROOT, the folder to write the template set to")
+    if args.make_from:
+        made = write_template_set(args.make_from, args.root, min_images=args.min_images, prefix=args.prefix)
+        print(
+            f"wrote {made.root}: {made.subjects} subjects, {made.templates} templates of {made.images} images, "
+            f"{made.genuine_pairs} genuine + {made.impostor_pairs} impostor pairs, galleries {made.galleries}, "
+            f"{made.probes} probe templates"
+        )
+    return protocol_handler("templates", templates_options)(args)
+
+
+@command(
+    "eval templates",
+    "1:1 and 1:N template evaluation in the IJB-B/IJB-C layout or a templates CSV",
+    run_templates,
+)
+def _eval_templates_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", nargs="?", help="IJB layout: ROOT/meta/<prefix>_face_tid_mid.txt ..., ROOT/loose_crop/")
+    p.add_argument("--prefix", default="ijbc", help="file prefix: ijbc or ijbb")
+    p.add_argument("--images", help="image folder (default ROOT/loose_crop or ROOT/images)")
+    p.add_argument("--csv", help="instead of ROOT: a CSV of template_id,subject_id,path[,media_id]")
+    p.add_argument("--pairs", help="with --csv: template pairs t1,t2,label (default: every two templates)")
+    p.add_argument("--galleries", nargs="+", help="with --csv: 1:N gallery CSVs (TEMPLATE_ID,SUBJECT_ID,...)")
+    p.add_argument("--probes", help="with --csv: the 1:N probe CSV")
+    p.add_argument(
+        "--pooling",
+        nargs="+",
+        default=["media", "mean", "quality"],
+        choices=POOLINGS.names(),
+        help="the first heads the summary",
+    )
+    p.add_argument("--quality", help="per-image quality file, 'name ... score' lines (default: feature norms)")
+    p.add_argument("--make-from", help="first write an IJB-layout set at ROOT from this identity-folder tree")
+    p.add_argument("--min-images", type=int, default=4, help="with --make-from: people with at least this many images")
+    add_eval_arguments(p)
