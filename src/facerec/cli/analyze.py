@@ -40,6 +40,7 @@ def add_analysis_arguments(p: argparse.ArgumentParser, images: bool = True, mode
 
 
 def run_analyze_bias(args: argparse.Namespace) -> int:
+    from facerec.analysis.bias import operating_points_table
     from facerec.analysis.studies import bias_study
 
     report = bias_study(
@@ -59,6 +60,7 @@ def run_analyze_bias(args: argparse.Namespace) -> int:
         fmr = g["fmr"] if isinstance(g["fmr"], str) else f"{g['fmr']:.2e} {g['ci']}"
         fnmr = g["fnmr"] if isinstance(g["fnmr"], str) else f"{g['fnmr']:.3f} {g['fnmr_ci']}"
         print(f"  {name}: {g['subjects']} subjects  FMR {fmr}  FNMR {fnmr}")
+    print(operating_points_table(report["operating_points"]))
     print(f"report and plots in {args.out}")
     return 0
 
@@ -206,3 +208,47 @@ def _analyze_embeddings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=12, help="the identities with the most images")
     p.add_argument("--groups", help="color by group instead: gender, race or a CSV")
     add_analysis_arguments(p)
+
+
+def run_analyze_quality(args: argparse.Namespace) -> int:
+    from facerec.analysis.quality import QualityStudy, quality_study
+    from facerec.eval.quality import scorer_options
+
+    study = QualityStudy(
+        scorer_options(args.scorers, args.option or []),
+        None if args.baseline_detector == "none" else args.baseline_detector,
+        tuple(args.fmr),
+        args.max_discard,
+        args.repeats,
+        tuple(args.norm_range) if args.norm_range else None,
+    )
+    aligned = Path(args.aligned) if args.aligned else None
+    report = quality_study(analysis_source(args), args.model, args.detector, aligned, study, Path(args.out))
+    for fmr, edc in report["edc"].items():
+        print(f"FMR {fmr}: threshold {edc['threshold']:.4f}, FNMR {edc['fnmr_all_pairs']:.4f} on all pairs")
+        print(f"  random   area {edc['random']['area']:.4f} (5-95%: {edc['random']['area_p5_p95']})")
+        for name, r in edc["scorers"].items():
+            verdict = "beats random" if r["beats_random"] else "does NOT beat random"
+            print(f"  {name}: area {r['area']:.4f} ({r['area_over_random']:.2f} x random, {verdict})")
+        print(f"  oracle   area {edc['oracle']['area']:.4f}")
+    print(f"report and plots in {args.out}")
+    return 0
+
+
+@command(
+    "analyze quality",
+    "face quality scores on LFW pairs: error-versus-discard curves against random discarding",
+    run_analyze_quality,
+)
+def _analyze_quality_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--aligned", help="aligned copy of the LFW images (facerec align); embedded with detector none")
+    p.add_argument("--scorers", nargs="+", default=["stability", "feature_norm"], help="quality scorers to compare")
+    p.add_argument("--option", nargs="*", metavar="SCORER.KEY=VALUE", help="scorer options, e.g. stability.count=4")
+    p.add_argument("--baseline-detector", default="mtcnn", help="detector of the provisional score, or none")
+    p.add_argument("--fmr", type=float, nargs="+", default=[1e-2, 1e-3], help="FMRs that fix the thresholds")
+    p.add_argument("--max-discard", type=float, default=0.5, help="largest fraction of genuine pairs discarded")
+    p.add_argument("--repeats", type=int, default=100, help="random discard orders averaged")
+    p.add_argument("--norm-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="feature_norm's range")
+    add_analysis_arguments(p, images=False)
+    p.add_argument("--folds", type=int, nargs="+", help="LFW View 2 folds to use (0-based; default all)")
+    p.set_defaults(model="default")
