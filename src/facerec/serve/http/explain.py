@@ -30,6 +30,7 @@ CompareKey = Annotated[ApiKey, Depends(require("embed"))]  # compares two faces,
 METHODS = {"occlusion": ("occlusion",), "gradient": ("gradient",), "both": ("occlusion", "gradient")}
 DEFAULT_METHOD = "occlusion"  # works for every model (the gradient map needs a torch model)
 MAX_PATCHES = 1024  # occluded crops per face: bounds a request's cost
+MAX_STEPS = 128  # integrated-gradients steps (forward + backward passes) per face
 
 METHOD_OPTION = {
     "type": "string",
@@ -39,6 +40,7 @@ METHOD_OPTION = {
 }
 PATCH_OPTION = {"type": "integer", "description": "occlusion patch side in crop pixels (default: a quarter)"}
 STRIDE_OPTION = {"type": "integer", "description": "occlusion stride in crop pixels (default: half the patch)"}
+STEPS_OPTION = {"type": "integer", "description": f"integrated-gradients steps (default 32, at most {MAX_STEPS})"}
 
 
 class ExplainResponse(BaseModel):
@@ -58,7 +60,9 @@ class ExplainResponse(BaseModel):
 @router.post(
     "/explain",
     response_model=ExplainResponse,
-    openapi_extra=image_body(several=SEVERAL_OPTION, method=METHOD_OPTION, patch=PATCH_OPTION, stride=STRIDE_OPTION),
+    openapi_extra=image_body(
+        several=SEVERAL_OPTION, method=METHOD_OPTION, patch=PATCH_OPTION, stride=STRIDE_OPTION, steps=STEPS_OPTION
+    ),
 )
 async def explain(request: Request, _: CompareKey) -> dict[str, Any]:
     """Which regions of two faces drive their similarity: occlusion sensitivity and/or
@@ -84,12 +88,16 @@ async def explain(request: Request, _: CompareKey) -> dict[str, Any]:
 
 
 def explain_options(fields: dict[str, Any], size: int) -> ExplainOptions:
-    """The request's method, patch and stride, checked (the library checks the ranges)."""
+    """The request's method, patch, stride and steps, checked (the library checks the ranges)."""
     method = str(fields.get("method", DEFAULT_METHOD))
     if method not in METHODS:
         raise ServiceError(422, "invalid_option", f"method must be one of {', '.join(METHODS)}, not '{method}'")
-    sizes = {name: _integer(fields.get(name), name) for name in ("patch", "stride")}
-    options = ExplainOptions(METHODS[method], sizes["patch"], sizes["stride"]).resolved(size)
+    patch, stride, steps = (_integer(fields.get(name), name) for name in ("patch", "stride", "steps"))
+    if steps is not None and steps > MAX_STEPS:
+        raise ServiceError(422, "invalid_option", f"steps must be at most {MAX_STEPS}, not {steps}")
+    options = ExplainOptions(METHODS[method], patch, stride, ExplainOptions.steps if steps is None else steps).resolved(
+        size
+    )
     patches = len(occlusion_positions(size, int(options.patch or 0), int(options.stride or 0))) ** 2
     if "occlusion" in options.methods and patches > MAX_PATCHES:
         raise ServiceError(
