@@ -1,10 +1,11 @@
 """In-memory vector indexes of one gallery, built from the store and kept in step with it.
 
 Small galleries are searched exactly (a numpy inner product over every face); past
-`IndexPolicy.exact_limit` faces a faiss HNSW graph takes over (approximate; its recall is
-measured by benchmarks/store_search.py and the tests). A deleted face leaves the results at
-once: the exact index drops its row, the graph masks it (faiss ID selector) until enough faces
-are masked that it is rebuilt without them.
+`IndexPolicy.exact_limit` faces an approximate faiss index takes over (`APPROXIMATE`: an
+inverted file of exact vectors, "ivf", or an HNSW graph, "hnsw"; their recall against exact
+search is measured by benchmarks/store_search.py and the tests). A deleted face leaves the
+results at once: the exact index drops its row, the inverted file removes it, the graph masks
+it (faiss ID selector) until enough faces are masked that it is rebuilt without them.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from facerec.serve.store.base import Match
 
 @dataclass(frozen=True)
 class IndexPolicy:
-    # faces; more than this: HNSW. Below it the exact scan is fast enough (4.4 ms a query at 100k
-    # 128-d faces on 2 cores) and a graph's build at open (about 25 s there) would not pay off.
+    # faces; more than this: the `approximate` index. Below it the exact scan is fast enough
+    # (4.4 ms a query at 100k 128-d faces on 2 cores).
     exact_limit: int = 100_000
+    approximate: str = "ivf"  # ivf | hnsw (APPROXIMATE)
+    # IVF: sqrt(faces) * ivf_lists_per_sqrt lists, searched `ivf_probe_fraction` of them; at 1M
+    # faces 1,000 lists and 250 probed (a quarter of the vectors scanned, exactly).
+    ivf_lists_per_sqrt: float = 1.0
+    ivf_probe_fraction: float = 0.25
+    ivf_retrain_growth: float = 4.0  # retrain the lists when the gallery grew this much since
     hnsw_neighbors: int = 32  # M: links per node
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128  # raised to the number of results asked for
@@ -38,6 +45,13 @@ class VectorIndex(Protocol):
         ...
 
     def __len__(self) -> int: ...
+
+    @property
+    def stale(self) -> bool:
+        """The index should be built afresh from its vectors (`vectors()`)."""
+        ...
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class ExactIndex:
@@ -80,6 +94,8 @@ class ExactIndex:
                 self._rows[gap], self._ids[gap] = self._rows[last], self._ids[last]
                 self._position[int(self._ids[gap])] = gap
             self._size = last
+
+    stale = False
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         return self._ids[: self._size].copy(), self._rows[: self._size].copy()
@@ -151,13 +167,81 @@ class HNSWIndex:
         return scores, ids
 
 
+class IVFIndex:
+    """A faiss inverted file of exact vectors (inner product), keyed by face id: the lists are
+    k-means cells of the vectors it was built from; a query scans the nearest cells exactly."""
+
+    def __init__(self, dimension: int, policy: IndexPolicy) -> None:
+        self._dimension, self._policy = dimension, policy
+        self._index: Any = None  # made by the first add, whose vectors train the lists
+        self._trained_on = 0
+
+    def __len__(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self._index is None:
+            self._index = self._train(vectors)
+        self._index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+
+    def _train(self, vectors: np.ndarray) -> Any:
+        import faiss
+
+        lists = max(1, min(len(vectors) // 39, round(self._policy.ivf_lists_per_sqrt * np.sqrt(len(vectors)))))
+        index = faiss.IndexIVFFlat(
+            faiss.IndexFlatIP(self._dimension), self._dimension, lists, faiss.METRIC_INNER_PRODUCT
+        )
+        # faiss's k-means samples 256 vectors per list at most; a fixed seed keeps results reproducible
+        index.cp.seed = 1234
+        index.train(vectors)
+        index.nprobe = max(1, round(self._policy.ivf_probe_fraction * lists))
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # vectors() reads rows back by id
+        self._trained_on = len(vectors)
+        return index
+
+    def remove(self, ids: Iterable[int]) -> None:
+        import faiss
+
+        gone = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        if self._index is not None and len(gone):
+            # the id hashtable (direct map) removes only by an explicit array of ids
+            self._index.remove_ids(faiss.IDSelectorArray(len(gone), faiss.swig_ptr(gone)))
+
+    @property
+    def stale(self) -> bool:
+        """The gallery outgrew the vectors the lists were trained on: the cells are too coarse."""
+        return len(self) > self._policy.ivf_retrain_growth * self._trained_on
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        if not len(self):
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self._dimension), dtype=np.float32)
+        invlists = self._index.invlists
+        ids = np.concatenate([self._faiss_ids(invlists, k) for k in range(self._index.nlist) if invlists.list_size(k)])
+        return ids, np.vstack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+    @staticmethod
+    def _faiss_ids(invlists: Any, cell: int) -> np.ndarray:
+        import faiss
+
+        return faiss.rev_swig_ptr(invlists.get_ids(cell), invlists.list_size(cell)).copy()
+
+    def search(self, queries: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._index.search(np.ascontiguousarray(queries, dtype=np.float32), m)
+
+
+APPROXIMATE: dict[str, type[IVFIndex] | type[HNSWIndex]] = {"ivf": IVFIndex, "hnsw": HNSWIndex}
+
+
 class GalleryIndex:
     """The index of one gallery, with each face's subject: searches answer per subject."""
 
     def __init__(self, dimension: int, policy: IndexPolicy) -> None:
         self.policy = policy
         self.dimension = dimension
-        self.vectors: ExactIndex | HNSWIndex = ExactIndex(dimension)
+        if policy.approximate not in APPROXIMATE:
+            raise ValueError(f"unknown approximate index '{policy.approximate}' (choose: {', '.join(APPROXIMATE)})")
+        self.vectors: VectorIndex = ExactIndex(dimension)
         self._subject: dict[int, str] = {}
         self._faces_of = Counter[str]()
 
@@ -169,13 +253,12 @@ class GalleryIndex:
         index.add(ids, subjects, rows)
         return index
 
-    def _fresh(self, ids: np.ndarray, rows: np.ndarray) -> ExactIndex | HNSWIndex:
-        """A new index of these vectors: exact up to the policy's limit, a graph above."""
-        fresh = (
-            ExactIndex(self.dimension)
-            if len(ids) <= self.policy.exact_limit
-            else HNSWIndex(self.dimension, self.policy)
-        )
+    def _fresh(self, ids: np.ndarray, rows: np.ndarray) -> VectorIndex:
+        """A new index of these vectors: exact up to the policy's limit, approximate above."""
+        if len(ids) <= self.policy.exact_limit:
+            fresh: VectorIndex = ExactIndex(self.dimension)
+        else:
+            fresh = APPROXIMATE[self.policy.approximate](self.dimension, self.policy)
         fresh.add(ids, rows)
         return fresh
 
@@ -184,7 +267,7 @@ class GalleryIndex:
 
     @property
     def approximate(self) -> bool:
-        return isinstance(self.vectors, HNSWIndex)
+        return not isinstance(self.vectors, ExactIndex)
 
     def add(self, ids: np.ndarray, subjects: list[str], rows: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64)
@@ -193,6 +276,8 @@ class GalleryIndex:
             self.vectors = self._fresh(np.concatenate([old_ids, ids]), np.vstack([old_rows, rows]))
         else:
             self.vectors.add(ids, rows)
+            if self.vectors.stale:
+                self.vectors = self._fresh(*self.vectors.vectors())
         for face, subject in zip(ids, subjects, strict=True):
             self._subject[int(face)] = subject
         self._faces_of.update(subjects)
@@ -200,7 +285,7 @@ class GalleryIndex:
     def remove(self, ids: Iterable[int]) -> None:
         ids = [int(i) for i in ids if int(i) in self._subject]
         self.vectors.remove(ids)
-        if isinstance(self.vectors, HNSWIndex) and self.vectors.stale:
+        if self.vectors.stale:
             self.vectors = self._fresh(*self.vectors.vectors())
         for face in ids:
             subject = self._subject.pop(face)

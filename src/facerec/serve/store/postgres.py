@@ -532,7 +532,7 @@ class PostgresStore(GalleryStore):
         for k, (face_id, _, blob) in enumerate(rows):
             vectors[k] = self._unseal(face_id, blob, record.dimension)
         index = GalleryIndex.build(record.dimension, self.policy, ids, [r[1] for r in rows], vectors)
-        kind = "HNSW graph" if index.approximate else "exact"
+        kind = self.policy.approximate if index.approximate else "exact"
         log.info("gallery '%s': %d faces in memory (%s search)", record.name, len(rows), kind)
         return found[0], index
 
