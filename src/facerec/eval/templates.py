@@ -15,8 +15,9 @@ Template features (`POOLINGS`), from L2-normalized image embeddings f_i, then L2
 - `media`: the mean of f_i within each media, then the mean over the media (insightface's IJB
   evaluation), so a video's hundred frames count as much as one photo;
 - `quality`: sum_i w_i f_i with w_i = q_i / sum_j q_j, q_i >= 0 a per-image quality. By default
-  q_i is the image's feature norm before normalization, ||x_i||: then sum_i q_i f_i = sum_i x_i,
-  the norm-aware mean of MagFace / AdaFace (and insightface's `use_norm_score`).
+  q_i is the image's feature norm before normalization, ||x_i|| (with flip, x_i is the sum of the
+  image's and its mirror's features): then sum_i q_i f_i = sum_i x_i, the norm-aware mean of
+  MagFace / AdaFace (and insightface's `use_norm_score`). A quality of 0 drops an image.
 
 Metrics: 1:1 verification of the template pairs (TAR at FAR 1e-1 ... 1e-6, 'not measurable' where
 there are too few impostor pairs, ROC AUC, EER) and 1:N identification of the probe templates
