@@ -1,0 +1,271 @@
+"""Face quality on LFW View 2: error-versus-discard curves (EDC) of quality scorers against random
+discarding and the oracle, at thresholds fixed at target FMRs on all pairs. Used by
+`facerec analyze quality`; the scorers and the curves are in `facerec.eval.quality`."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from facerec.analysis.common import ImageSet, lfw_pairs_over
+from facerec.analysis.studies import Source, short_name
+from facerec.core.files import save_npz, write_json
+from facerec.data.transforms import to_tensor
+from facerec.errors import DataError
+from facerec.eval.pairs import Pairs
+from facerec.eval.quality import (
+    FeatureNorm,
+    build_scorer,
+    discard_curve,
+    face_quality,
+    fmr_threshold,
+    oracle_discard_curve,
+    pair_quality,
+    random_discard_curve,
+)
+from facerec.pipeline import RecognitionPipeline
+
+BATCH = 64  # faces per scorer call (x the perturbations for stability)
+REPORTED_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+@dataclass
+class QualityStudy:
+    """What to compare: scorers (name -> options), the detector of the provisional baseline
+    (None: no baseline), the target FMRs, how far to discard, how many random orders."""
+
+    scorers: dict[str, dict[str, Any]]
+    baseline_detector: str | None = "mtcnn"
+    fmrs: tuple[float, ...] = (1e-2, 1e-3)
+    max_discard: float = 0.5
+    repeats: int = 100
+    norm_range: tuple[float, float] | None = None  # feature_norm's [low, high]; None: the data's
+
+
+def aligned_paths(paths: list[Path], tree: Path) -> list[Path]:
+    """The crop of each LFW image in an aligned copy of the tree (`facerec align`: same
+    <Name>/<file> under `tree`)."""
+    crops = [tree / path.parent.name / path.name for path in paths]
+    missing = [c for c in crops if not c.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(crops)} images have no aligned crop under {tree}, e.g. {missing[0]}")
+    return crops
+
+
+def quality_study(
+    source: Source, model: str, detector: str, aligned: Path | None, study: QualityStudy, out: Path
+) -> dict[str, Any]:
+    if source.lfw is None:
+        raise DataError("the quality study scores LFW View 2 pairs: give --lfw ROOT")
+    images = source.image_set()
+    pairs = lfw_pairs_over(images, source.lfw, source.folds)
+    if aligned is not None:  # pre-aligned crops: nothing left to detect
+        crops, detector = aligned_paths(images.paths, aligned), "none"
+    else:
+        crops = images.paths
+    embeddings = source.embed(ImageSet(crops, images.identities, images.folds), model, detector)
+    scores = pairs.scores(embeddings)
+    pipeline = RecognitionPipeline.load(
+        model, detector=detector, several="central", missing="center", device=source.device
+    )
+    qualities = image_qualities(pipeline, crops, images.paths, study, source.cache)
+    report: dict[str, Any] = {
+        "model": model,
+        "pipeline": pipeline.name,
+        "pipeline_options": pipeline.describe(),
+        "aligned_crops": str(aligned) if aligned else None,
+        "folds": source.folds or list(range(10)),
+        "images": len(images),
+        "pairs": len(pairs),
+        "genuine_pairs": int(pairs.same.sum()),
+        "impostor_pairs": int((~pairs.same).sum()),
+        "scorers": {name: describe_scores(q) for name, q in qualities.items()},
+        "options": {name: options for name, options in study.scorers.items()},
+        "edc": {f"{fmr:g}": edc_at(scores, pairs, qualities, fmr, study) for fmr in study.fmrs},
+        "definitions": DEFINITIONS,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    plot_edc(report, scores, pairs, qualities, study, out / "edc.png", f"{short_name(model)} ({pipeline.name})")
+    save_npz(out / "qualities.npz", names=np.array([str(p) for p in images.paths]), **qualities)
+    report["command"] = "facerec " + " ".join(sys.argv[1:]) if sys.argv and "facerec" in sys.argv[0] else None
+    write_json(out / "report.json", report)
+    return report
+
+
+DEFINITIONS = {
+    "pair_quality": "the lower of the two faces' qualities",
+    "threshold": "set once on all impostor pairs at the target FMR (lowest threshold with FMR <= target), then fixed",
+    "discarded_fraction": "of the genuine pairs, lowest pair quality first (ties keep the pairs' file order)",
+    "fnmr": "genuine pairs kept that score below the threshold / genuine pairs kept",
+    "area": "area under the EDC from 0 to max_discard (trapezoids); lower is better",
+    "random": "mean EDC of seeded random discard orders; its expectation is flat at the full set's FNMR",
+    "oracle": "the false non-matches discarded first: the best any score could do",
+}
+
+
+# ---- per-image quality, cached ---------------------------------------------------------------
+def image_qualities(
+    pipeline: RecognitionPipeline, crops: list[Path], originals: list[Path], study: QualityStudy, cache: Path | None
+) -> dict[str, np.ndarray]:
+    """Each scorer's quality per image (the provisional detector score from the originals)."""
+    found: dict[str, np.ndarray] = {}
+    for name, options in study.scorers.items():
+        if name == "feature_norm":
+            norms = cached(cache, pipeline, "feature_norm-raw", crops, lambda: _scored(pipeline, crops, _norms))
+            found[name] = _norm_scores(norms, study.norm_range, options)
+        else:
+            scorer = build_scorer(name, options)
+            key = f"{name}-{_options_key(options)}"
+            found[name] = cached(cache, pipeline, key, crops, lambda s=scorer: _scored(pipeline, crops, s))
+    if study.baseline_detector is not None:
+        found["detector (provisional)"] = cached(
+            cache,
+            pipeline,
+            f"detector-{study.baseline_detector}",
+            originals,
+            lambda: detector_qualities(pipeline, originals, study.baseline_detector),
+        )
+    return found
+
+
+def _norms(pipeline: RecognitionPipeline, batch: torch.Tensor) -> np.ndarray:
+    return FeatureNorm().norms(pipeline, batch)
+
+
+def _norm_scores(norms: np.ndarray, norm_range: tuple[float, float] | None, options: dict[str, Any]) -> np.ndarray:
+    """feature_norm's [0, 1] score; its range by default the data's, so nothing is clipped and
+    the EDC sees the norms' full order."""
+    low, high = norm_range or (options.get("low", float(norms.min())), options.get("high", float(norms.max())))
+    return np.clip((norms - low) / max(high - low, 1e-12), 0.0, 1.0)
+
+
+def _scored(pipeline: RecognitionPipeline, paths: list[Path], scorer: Callable[..., np.ndarray]) -> np.ndarray:
+    parts = []
+    for start in tqdm(range(0, len(paths), BATCH), desc=f"quality ({getattr(scorer, 'name', 'norm')})", unit="batch"):
+        batch = torch.stack([to_tensor(pipeline.align(p).crop) for p in paths[start : start + BATCH]])
+        parts.append(scorer(pipeline, batch))
+    return np.concatenate(parts)
+
+
+def detector_qualities(pipeline: RecognitionPipeline, originals: list[Path], detector: str) -> np.ndarray:
+    """The provisional score (detector confidence x size x frontality) of the face the detector
+    chooses in each original image; 0 where it finds none."""
+    finder = RecognitionPipeline(pipeline.model, detector, several="central", missing="center", device=pipeline.device)
+    size = pipeline.model.input_size
+    qualities = []
+    for path in tqdm(originals, desc=f"detecting ({detector})", unit="img"):
+        face = finder.align(path).face
+        qualities.append(0.0 if face is None else face_quality(face, size))
+    return np.array(qualities)
+
+
+def cached(
+    cache: Path | None, pipeline: RecognitionPipeline, key: str, paths: list[Path], compute: Callable[[], np.ndarray]
+) -> np.ndarray:
+    """`compute()` once per model, pipeline, scorer and image list (kept in `cache`/quality)."""
+    if cache is None:
+        return compute()
+    images = hashlib.sha1("\n".join(str(p) for p in paths).encode()).hexdigest()[:12]
+    slug = "".join(c if c.isalnum() else "-" for c in f"{pipeline.model.name}_{pipeline.detector}_{key}")[:80]
+    target = Path(cache) / "quality" / f"{slug}_{pipeline.model.digest[:12]}_{len(paths)}_{images}.npz"
+    if target.is_file():
+        return np.load(target)["quality"]
+    values = compute()
+    save_npz(target, quality=values)
+    return values
+
+
+def _options_key(options: dict[str, Any]) -> str:
+    return "-".join(f"{k}{v}" for k, v in sorted(options.items())) or "defaults"
+
+
+# ---- curves and numbers ----------------------------------------------------------------------
+def describe_scores(quality: np.ndarray) -> dict[str, Any]:
+    """Where a scorer's values lie (for choosing a min_quality)."""
+    percentiles = (1, 5, 10, 25, 50, 75, 90)
+    return {
+        "mean": float(quality.mean()),
+        "percentiles": {str(p): float(np.percentile(quality, p)) for p in percentiles},
+    }
+
+
+def edc_at(
+    scores: np.ndarray, pairs: Pairs, qualities: dict[str, np.ndarray], fmr: float, study: QualityStudy
+) -> dict[str, Any]:
+    threshold = fmr_threshold(scores[~pairs.same], fmr)
+    genuine = scores[pairs.same]
+    rand = random_discard_curve(genuine, threshold, study.max_discard, study.repeats)
+    random_areas = rand.areas()
+    oracle = oracle_discard_curve(genuine, threshold, study.max_discard)
+    result: dict[str, Any] = {
+        "threshold": threshold,
+        "fmr_measured": float((scores[~pairs.same] >= threshold).mean()),
+        "fnmr_all_pairs": float((genuine < threshold).mean()),
+        "random": {
+            "area": float(random_areas.mean()),
+            "area_p5_p95": [float(np.percentile(random_areas, 5)), float(np.percentile(random_areas, 95))],
+            "area_to_0.2": float(rand.areas(0.2).mean()),
+            "orders": study.repeats,
+        },
+        "oracle": {"area": oracle.area(), "area_to_0.2": oracle.area(0.2)},
+        "scorers": {},
+    }
+    for name, quality in qualities.items():
+        curve = discard_curve(
+            genuine, pair_quality(quality, pairs.left, pairs.right)[pairs.same], threshold, study.max_discard
+        )
+        area = curve.area()
+        result["scorers"][name] = {
+            "area": area,
+            "area_to_0.2": curve.area(0.2),
+            "area_over_random": area / result["random"]["area"] if result["random"]["area"] else None,
+            "random_orders_at_or_below": float((random_areas <= area).mean()),  # a permutation p-value
+            "beats_random": bool(area < result["random"]["area_p5_p95"][0]),
+            "fnmr_at": {f"{f:g}": float(np.interp(f, curve.fractions, curve.fnmr)) for f in REPORTED_FRACTIONS},
+        }
+    return result
+
+
+def plot_edc(
+    report: dict[str, Any],
+    scores: np.ndarray,
+    pairs: Pairs,
+    qualities: dict[str, np.ndarray],
+    study: QualityStudy,
+    path: Path,
+    title: str,
+) -> None:
+    from facerec.core.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(study.fmrs), figsize=(6 * len(study.fmrs), 4.4), squeeze=False)
+    genuine = scores[pairs.same]
+    for ax, fmr in zip(axes[0], study.fmrs, strict=True):
+        edc = report["edc"][f"{fmr:g}"]
+        threshold = edc["threshold"]
+        rand = random_discard_curve(genuine, threshold, study.max_discard, study.repeats)
+        low, high = rand.band()
+        ax.fill_between(rand.fractions, low, high, color="0.85", label="random, 5-95%")
+        ax.plot(rand.fractions, rand.mean.fnmr, color="0.4", lw=1.2, label=f"random (area {edc['random']['area']:.4f})")
+        for name, quality in qualities.items():
+            q = pair_quality(quality, pairs.left, pairs.right)[pairs.same]
+            curve = discard_curve(genuine, q, threshold, study.max_discard)
+            ax.plot(curve.fractions, curve.fnmr, lw=1.6, label=f"{name} (area {edc['scorers'][name]['area']:.4f})")
+        oracle = oracle_discard_curve(genuine, threshold, study.max_discard)
+        ax.plot(oracle.fractions, oracle.fnmr, "k--", lw=1, label=f"oracle (area {edc['oracle']['area']:.4f})")
+        ax.set_xlabel("fraction of genuine pairs discarded (lowest quality first)")
+        ax.set_ylabel("FNMR")
+        ax.set_title(f"FMR {fmr:g} (threshold {threshold:.3f} fixed)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Error versus discard, LFW View 2 ({report['pairs']} pairs): {title}")
+    save_figure(fig, path, dpi=100)
