@@ -3,11 +3,12 @@
 Each trial starts a writer process on a fresh encrypted store: several threads enroll subjects,
 each enrolment `add_faces` of FACES vectors at once, and print `ok <subject>` only after the
 call returned (the answer a client would get). After a random time the writer is killed with
-SIGKILL. The store is then reopened and checked:
+SIGKILL. The store is then reopened and checked (crash_check.py, shared with service_crash.py):
 
 - every answered enrolment is there, with all its faces (lost = 0);
 - no subject holds a partial set of faces (half written = 0);
-- the in-memory index rebuilt from the database finds every stored subject's own face first;
+- the in-memory index rebuilt from the database finds every stored face's own subject first;
+- every stored vector is the one the writer sent;
 - SQLite's integrity check passes.
 
     python benchmarks/store_crash.py --trials 20 --threads 4 --json runs/store_crash.json
@@ -28,6 +29,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from crash_check import tally  # beside this script
 
 DIM = 64
 
@@ -92,27 +94,18 @@ def run_writer(path: Path, threads: int, faces: int, seconds: float, env: dict[s
 
 
 def check(path: Path, answered: list[str], faces: int) -> dict[str, int | bool]:
+    """Reopen the store after the kill and compare it with the answered enrolments."""
     from facerec.serve.store import open_store
 
+    def expected(subject: str) -> list[dict[str, int]]:
+        return [{"n": k} for k in range(faces)]  # every writer enrolment: faces n = 0 .. faces-1
+
+    def reference(subject: str, metadata: dict[str, int]) -> np.ndarray:
+        return subject_vectors(subject, faces)[metadata["n"]]
+
     with open_store(path) as store:
-        stored = {}
-        for face in store.faces("g"):
-            stored.setdefault(face.subject, 0)
-            stored[face.subject] += 1
-        lost = [s for s in answered if stored.get(s) != faces]
-        partial = [s for s, n in stored.items() if n != faces]
-        misses = 0
-        for subject in stored:
-            top = store.search("g", subject_vectors(subject, faces)[:1], k=1)[0]
-            misses += not top or top[0].subject != subject
-        return {
-            "answered": len(answered),
-            "stored_subjects": len(stored),
-            "lost_answered": len(lost),
-            "half_written": len(partial),
-            "index_misses": misses,
-            "integrity_ok": not store.check_integrity(),
-        }
+        result = tally(store, "g", expected, dict.fromkeys(answered), reference)
+    return result.counts()
 
 
 def main() -> None:
@@ -140,7 +133,9 @@ def main() -> None:
         "answered": sum(int(t["answered"]) for t in trials),
         "lost_answered": sum(int(t["lost_answered"]) for t in trials),
         "half_written": sum(int(t["half_written"]) for t in trials),
+        "stored_unanswered": sum(int(t["stored_unanswered"]) for t in trials),
         "index_misses": sum(int(t["index_misses"]) for t in trials),
+        "wrong_vectors": sum(int(t["wrong_vectors"]) for t in trials),
         "integrity_failures": sum(not t["integrity_ok"] for t in trials),
     }
     print(json.dumps(summary))
