@@ -25,6 +25,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 SETTINGS = ("host", "port", "model", "detector", "device", "runtime", "insecure_no_auth", "max_images", "max_pixels")
 SETTINGS += ("max_batch", "batch_wait_ms", "detect_threads", "max_request_bytes", "store_plaintext", "store")
+SETTINGS += ("debug_timing",)
 
 
 @command("serve", "run the face service over HTTP (detect, embed, verify, galleries; API docs at /docs)", run_serve)
@@ -43,6 +44,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=32, help="face crops per model call")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a crop waits for others to batch with")
     p.add_argument("--detect-threads", type=int, default=2, help="images decoded and searched for faces at once")
+    p.add_argument(
+        "--debug-timing", action="store_true", help="time each request's stages (Server-Timing header, log line)"
+    )
     _store_args(p)
 
 

@@ -24,6 +24,7 @@ from facerec.serve.http.routes import router as face_router
 from facerec.serve.http.schemas import ErrorResponse, Health, Ready
 from facerec.serve.http.settings import ServiceSettings
 from facerec.serve.http.state import ServiceState
+from facerec.serve.http.tracking import RequestTracker
 from facerec.serve.keys import ADMIN, KeyStore
 from facerec.serve.store import GalleryStore, StoreKeyError, open_store
 
@@ -95,6 +96,7 @@ def create_app(settings: ServiceSettings, service: FaceService | None = None) ->
     app.state.facerec = state
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(RequestTracker, count=state.requests, timing=settings.debug_timing)
     app.include_router(ops_router)
     app.include_router(face_router)
     app.include_router(gallery_router)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from facerec.serve.http.errors import ServiceError
 from facerec.serve.http.state import ServiceState
+from facerec.serve.http.tracking import stage
 from facerec.serve.keys import UNRESTRICTED, ApiKey, InvalidKey
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -33,7 +34,8 @@ def authenticate(request: Request) -> ApiKey:
             401, "unauthorized", "an API key is required: Authorization: Bearer <key> or X-API-Key", CHALLENGE
         )
     try:
-        return state.keys.authenticate(token)
+        with stage("auth"):
+            return state.keys.authenticate(token)
     except InvalidKey as exc:
         raise ServiceError(401, "unauthorized", str(exc), CHALLENGE) from exc
 

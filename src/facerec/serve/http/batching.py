@@ -4,6 +4,10 @@ A request hands its crops to the batcher and awaits their embeddings. The batche
 first waiting job, gathers the jobs that arrive within a small wait budget (or until the batch
 is full), runs one model call in its own thread, and answers every job of the batch. While a
 call runs, new jobs queue up and form the next batch, so under load batches grow by themselves.
+
+Given the count of requests in flight (`in_flight`), the batcher waits only while another
+request could still bring crops: a job whose request is the only one being served goes at once
+instead of paying the wait budget for nobody (one client's requests, one at a time).
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facerec.serve.http.tracking import note, stage
+
 EmbedFn = Callable[[list[np.ndarray]], np.ndarray]  # crops -> one embedding row per crop
 BatchObserver = Callable[[int, int], None]  # (crops, jobs) of each model call
+InFlight = Callable[[], int]  # requests being served now, the asking one included
 
 
 @dataclass
@@ -25,12 +32,22 @@ class _Job:
     crops: list[np.ndarray]
     result: asyncio.Future[np.ndarray]
     arrived: float  # event-loop time
+    dispatched: float = 0.0  # event-loop time its model call started
+    model_s: float = 0.0  # seconds of its model call
 
 
 class Batcher:
-    def __init__(self, embed: EmbedFn, max_batch: int, wait_s: float, observe: BatchObserver | None = None) -> None:
+    def __init__(
+        self,
+        embed: EmbedFn,
+        max_batch: int,
+        wait_s: float,
+        observe: BatchObserver | None = None,
+        in_flight: InFlight | None = None,  # None: always wait the budget for company
+    ) -> None:
         self.embed_fn, self.max_batch, self.wait_s = embed, max_batch, wait_s
         self.observe = observe or (lambda crops, jobs: None)
+        self.in_flight = in_flight
         self._pending: list[_Job] = []
         self._arrived: asyncio.Event | None = None  # set when a job is added
         self._task: asyncio.Task[None] | None = None
@@ -65,7 +82,11 @@ class Batcher:
         job = _Job(crops, loop.create_future(), loop.time())
         self._pending.append(job)
         self._arrived.set()
-        return await job.result
+        with stage("embed"):
+            rows = await job.result
+        note("batch_wait", job.dispatched - job.arrived)
+        note("model", job.model_s)
+        return rows
 
     async def _serve(self) -> None:
         assert self._arrived is not None
@@ -85,12 +106,19 @@ class Batcher:
         assert self._arrived is not None
         loop = asyncio.get_running_loop()
         while self._pending and sum(len(job.crops) for job in self._pending) < self.max_batch:
+            if not self._company_possible():
+                return
             remaining = self._pending[0].arrived + self.wait_s - loop.time()
             if remaining <= 0:
                 return
             self._arrived.clear()
             with contextlib.suppress(asyncio.TimeoutError):  # waiting on an event loses nothing
                 await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    def _company_possible(self) -> bool:
+        """Whether a request in flight has not queued its crops yet (it may join this batch).
+        Any request counts, so at worst a job waits its budget as it would without the count."""
+        return self.in_flight is None or self.in_flight() > len(self._pending)
 
     def _take_batch(self) -> list[_Job]:
         """The oldest jobs up to max_batch crops (always at least one job)."""
@@ -103,14 +131,20 @@ class Batcher:
 
     async def _run(self, batch: list[_Job]) -> None:
         crops = [crop for job in batch for crop in job.crops]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for job in batch:
+            job.dispatched = started
         try:
-            rows = await asyncio.get_running_loop().run_in_executor(self._model_thread, self.embed_fn, crops)
+            rows = await loop.run_in_executor(self._model_thread, self.embed_fn, crops)
         except Exception as exc:  # every waiting request gets the error; the batcher goes on
             for job in batch:
                 if not job.result.done():
                     job.result.set_exception(exc)
             return
         self.observe(len(crops), len(batch))
+        for job in batch:
+            job.model_s = loop.time() - started
         start = 0
         for job in batch:
             if not job.result.done():  # a request that was cancelled meanwhile no longer waits

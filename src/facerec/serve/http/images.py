@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from facerec.serve.http.errors import ServiceError
+from facerec.serve.http.tracking import stage
 
 # Formats a client may send; PIL knows others (EPS calls Ghostscript, for one) that have no
 # place in a face service.
@@ -28,6 +29,8 @@ OPTION_FIELDS = (
     "top_k",
     "all_faces",
     "metadata",
+    "min_quality",
+    "quality",
     "method",
     "patch",
     "stride",
@@ -44,12 +47,15 @@ class ImageRequest:
 async def read_image_request(request: Request, max_bytes: int, max_images: int) -> ImageRequest:
     """The images and options of a request, as multipart files (`images`, repeated) or JSON
     (`{"images": ["<base64>", ...]}`), with the options beside them in the same body."""
-    body = await _read_body(request, max_bytes)
+    with stage("read"):
+        body = await _read_body(request, max_bytes)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
-        parsed = await _parse_multipart(request, body, max_bytes)
+        with stage("parse"):
+            parsed = await _parse_multipart(request, body, max_bytes)
     elif media == "application/json":
-        parsed = _parse_json(body)
+        with stage("parse"):
+            parsed = _parse_json(body)
     else:
         raise ServiceError(
             415, "unsupported_media_type", "send images as multipart/form-data files or application/json base64"

@@ -30,6 +30,7 @@ class ServiceSettings:
     batch_wait_ms: float = 5.0  # how long a crop waits for others to share its model call
     max_batch: int = 32  # crops in one model call
     detect_threads: int = 2  # images decoded and searched for faces at once
+    debug_timing: bool = False  # time each request's stages: Server-Timing header and a log line
     store: str | None = None  # a store file or a postgresql:// URL (kept a string); None: <data_dir>/gallery.db
     store_key_file: Path | None = None  # None: $FACEREC_STORE_KEY
     store_plaintext: bool = False  # vectors unencrypted at rest: only when asked for explicitly

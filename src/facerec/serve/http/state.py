@@ -21,6 +21,7 @@ from facerec.serve.http.faces import FaceService, Sighting
 from facerec.serve.http.images import decode_upload
 from facerec.serve.http.metrics import Metrics
 from facerec.serve.http.settings import ServiceSettings
+from facerec.serve.http.tracking import RequestCount, in_context, stage
 from facerec.serve.keys import KeyStore
 from facerec.serve.store import GalleryStore
 
@@ -35,13 +36,14 @@ class ServiceState:
     store: GalleryStore | None = None  # None: no store configured, galleries answer 503
     audit: AuditLog | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    requests: RequestCount = field(default_factory=RequestCount)  # in flight, for the batcher
     batcher: Batcher = field(init=False)
     pool: ThreadPoolExecutor = field(init=False)  # decoding and detection, off the event loop
 
     def __post_init__(self) -> None:
         embed = partial(self.service.embed_crops, max_batch=self.settings.max_batch)
         wait_s = self.settings.batch_wait_ms / 1000
-        self.batcher = Batcher(embed, self.settings.max_batch, wait_s, self.metrics.observe_batch)
+        self.batcher = Batcher(embed, self.settings.max_batch, wait_s, self.metrics.observe_batch, self.requests)
         self.pool = ThreadPoolExecutor(self.settings.detect_threads, thread_name_prefix="facerec-detect")
 
     @property
@@ -50,22 +52,26 @@ class ServiceState:
 
     def see(self, data: bytes, index: int) -> Sighting:
         """Decode one uploaded image and find every face in it (in a pool thread)."""
-        image = decode_upload(data, index, self.settings.max_pixels)
-        return Sighting(image, self.service.detect(image))
+        with stage("decode"):
+            image = decode_upload(data, index, self.settings.max_pixels)
+        with stage("detect"):
+            return Sighting(image, self.service.detect(image))
 
     async def see_all(self, images: list[bytes]) -> list[Sighting]:
         loop = asyncio.get_running_loop()
-        return list(
-            await asyncio.gather(*(loop.run_in_executor(self.pool, self.see, d, i) for i, d in enumerate(images)))
-        )
+        with stage("see"):
+            seen = (loop.run_in_executor(self.pool, in_context(self.see, d, i)) for i, d in enumerate(images))
+            return list(await asyncio.gather(*seen))
 
     async def off_loop(self, work: Callable[..., T], *args: object) -> T:
         """`work(*args)` in the pool: store calls and audit appends block (SQLite, fsync), and the
         event loop must keep serving other requests meanwhile."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(work, *args))
+        with stage("store"):
+            return await asyncio.get_running_loop().run_in_executor(self.pool, partial(work, *args))
 
     async def crops(self, sighting: Sighting, faces: list[Face]) -> list[np.ndarray]:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self.service.crops, sighting, faces)
+        with stage("crop"):
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self.service.crops, sighting, faces)
 
 
 def service_state(request: Request) -> ServiceState:
