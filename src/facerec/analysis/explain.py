@@ -222,15 +222,31 @@ def explain_crops(
     size = pipeline.model.input_size
     resolved = (options or ExplainOptions()).resolved(size)
     crops = [resize(np.asarray(c, dtype=np.uint8), size) for c in (crop_a, crop_b)]
-    tensors = [to_tensor(c) for c in crops]
-    embeddings = pipeline.embed_tensors(torch.stack(tensors))
+    embeddings = pipeline.embed_tensors(torch.stack([to_tensor(c) for c in crops]))
     score = float(embeddings[0] @ embeddings[1])
-    faces = (FaceExplanation(crops[0]), FaceExplanation(crops[1]))
-    for face, tensor, other in zip(faces, tensors, (embeddings[1], embeddings[0]), strict=True):
-        for method in resolved.methods:
-            face.maps[method], face.notes[method] = MAP_METHODS[method](pipeline, tensor, other, resolved, progress)
+    faces = (
+        explain_face(pipeline, crops[0], embeddings[1], resolved, progress),
+        explain_face(pipeline, crops[1], embeddings[0], resolved, progress),
+    )
     threshold = pipeline.threshold()
     return Explanation(pipeline.model.name, score, threshold.value if threshold else None, resolved, faces)
+
+
+def explain_face(
+    pipeline: RecognitionPipeline,
+    crop: np.ndarray,
+    other: torch.Tensor,
+    options: ExplainOptions | None = None,
+    progress: bool = False,
+) -> FaceExplanation:
+    """One aligned crop (uint8 HWC) explained against another face's embedding `other`."""
+    size = pipeline.model.input_size
+    resolved = (options or ExplainOptions()).resolved(size)
+    face = FaceExplanation(resize(np.asarray(crop, dtype=np.uint8), size))
+    tensor = to_tensor(face.crop)
+    for method in resolved.methods:
+        face.maps[method], face.notes[method] = MAP_METHODS[method](pipeline, tensor, other, resolved, progress)
+    return face
 
 
 # ---- summaries: the regions that matter ----------------------------------------------------------
