@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ def image_qualities(
             found[name] = _norm_scores(norms, study.norm_range, options)
         else:
             scorer = build_scorer(name, options)
-            key = f"{name}-{_options_key(options)}"
+            key = f"{name}-{_options_key(asdict(scorer))}"  # every option, defaults too
             found[name] = cached(cache, pipeline, key, crops, lambda s=scorer: _scored(pipeline, crops, s))
     if study.baseline_detector is not None:
         found["detector (provisional)"] = cached(

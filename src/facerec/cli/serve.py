@@ -26,6 +26,7 @@ def run_serve(args: argparse.Namespace) -> int:
 SETTINGS = ("host", "port", "model", "detector", "device", "runtime", "insecure_no_auth", "max_images", "max_pixels")
 SETTINGS += ("max_batch", "batch_wait_ms", "detect_threads", "max_request_bytes", "store_plaintext", "store")
 SETTINGS += ("debug_timing",)
+SETTINGS += ("quality",)
 
 
 @command("serve", "run the face service over HTTP (detect, embed, verify, galleries; API docs at /docs)", run_serve)
@@ -47,6 +48,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--debug-timing", action="store_true", help="time each request's stages (Server-Timing header, log line)"
     )
+    p.add_argument("--quality", default="stability", help="face quality scorer: stability, feature_norm or detector")
     _store_args(p)
 
 

@@ -13,7 +13,15 @@ from facerec.serve.recognizer import FaceRecognizer
 
 
 def recognizer(args: argparse.Namespace) -> FaceRecognizer:
-    return FaceRecognizer(args.model, args.detector, threshold=args.threshold, device=args.device, runtime=args.runtime)
+    quality = getattr(args, "quality", "stability")
+    return FaceRecognizer(
+        args.model, args.detector, threshold=args.threshold, device=args.device, runtime=args.runtime, quality=quality
+    )
+
+
+def add_quality_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--min-quality", type=float, help=f"refuse {what} whose face quality (0-1) is below this")
+    p.add_argument("--quality", default="stability", help="face quality scorer: stability, feature_norm or detector")
 
 
 def add_use_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +48,7 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 
 def run_enroll(args: argparse.Namespace) -> int:
     with store_from(args) as store:  # first: a missing key is refused before the model loads
-        report = recognizer(args).enroll_tree(store, args.gallery_name, args.dir, args.name)
+        report = recognizer(args).enroll_tree(store, args.gallery_name, args.dir, args.name, args.min_quality)
         people = store.counts(args.gallery_name).subjects
     for line in report.skipped:
         print(f"skipped: {line}", file=sys.stderr)
@@ -55,11 +63,12 @@ def _enroll_args(p: argparse.ArgumentParser) -> None:
     add_store_arguments(p)
     p.add_argument("--name", help="all images of DIR belong to this person")
     add_use_arguments(p)
+    add_quality_arguments(p, "images")
 
 
 def run_identify(args: argparse.Namespace) -> int:
     with store_from(args, create=False) as store:
-        found = recognizer(args).identify(store, args.gallery_name, args.image, args.top)
+        found = recognizer(args).identify(store, args.gallery_name, args.image, args.top, args.min_quality)
     print(f"{found.name or 'unknown'} (best score {found.score:.4f}, threshold {found.threshold:.4f})")
     for match in found.matches:
         print(f"  {match.subject:30s} {match.score:.4f}")
@@ -72,6 +81,7 @@ def _identify_args(p: argparse.ArgumentParser) -> None:
     add_store_arguments(p)
     p.add_argument("--top", type=int, default=5)
     add_use_arguments(p)
+    add_quality_arguments(p, "a probe")
 
 
 def run_embed(args: argparse.Namespace) -> int:

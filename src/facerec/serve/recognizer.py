@@ -15,12 +15,23 @@ import numpy as np
 
 from facerec.align.pipeline import NoFaceError
 from facerec.core.images import identity_tree, image_files, require_folder
+from facerec.data.transforms import to_tensor
 from facerec.errors import DataError, FacerecError
+from facerec.eval.quality import DEFAULT_SCORER, build_scorer
 from facerec.models.card import ThresholdRecord
 from facerec.pipeline import RecognitionPipeline
 from facerec.serve.store import GalleryRecord, GalleryStore, Match, NewFace, UnknownGallery
 
 USER_GIVEN = "given by the user"
+
+
+class LowQuality(DataError):
+    """A face below the quality the caller asked for (min_quality)."""
+
+
+def check_min_quality(min_quality: float | None) -> None:
+    if min_quality is not None and not 0.0 <= min_quality <= 1.0:
+        raise FacerecError(f"min_quality is a quality score in [0, 1], got {min_quality}")
 
 
 @dataclass
@@ -55,7 +66,9 @@ class FaceRecognizer:
         threshold: float | None = None,
         device: str = "auto",
         runtime: str | None = None,  # torch or onnx (onnxruntime); None: the model's own
+        quality: str = DEFAULT_SCORER,  # face quality scorer (facerec.eval.quality.QUALITY)
     ) -> None:
+        self.scorer = build_scorer(quality)  # an unknown name fails before the model loads
         self.pipeline = RecognitionPipeline.load(
             model, runtime, detector=detector, several="largest", missing="skip", flip=flip, device=device
         )
@@ -81,6 +94,27 @@ class FaceRecognizer:
         """L2-normalized embedding of the (largest) face of an image path or RGB array."""
         return self.pipeline.represent(image)
 
+    def assess(self, image: str | Path | np.ndarray) -> tuple[np.ndarray, float]:
+        """The embedding of the (largest) face of an image and its quality in [0, 1], from one
+        alignment."""
+        aligned = self.pipeline.align(image)
+        crop = to_tensor(aligned.crop)[None]
+        quality = float(self.scorer(self.pipeline, crop, [aligned.face])[0])
+        return self.pipeline.embed_tensors(crop)[0].cpu().numpy(), quality
+
+    def gated(self, image: Any, min_quality: float | None) -> tuple[np.ndarray, float | None]:
+        """The embedding of an image's face, refused (LowQuality) below `min_quality`; its
+        quality when it was scored (only with a gate: scoring costs model calls)."""
+        if min_quality is None:
+            return self.represent(image), None
+        embedding, quality = self.assess(image)
+        if quality < min_quality:
+            raise LowQuality(
+                f"{image if isinstance(image, str | Path) else 'the image'}: face quality {quality:.3f} "
+                f"({self.scorer.name}) is below --min-quality {min_quality:g}"
+            )
+        return embedding, quality
+
     def verify(self, image1: Any, image2: Any) -> Verification:
         score = float(self.represent(image1) @ self.represent(image2))
         return Verification(score, self.threshold, score >= self.threshold)
@@ -98,29 +132,45 @@ class FaceRecognizer:
         pipeline = self.pipeline.describe()
         return store.create_gallery(name, model.name, model.digest, pipeline, model.card.embedding_size)
 
-    def enroll_tree(self, store: GalleryStore, gallery: str, root: str | Path, name: str | None = None) -> Enrollment:
+    def enroll_tree(
+        self,
+        store: GalleryStore,
+        gallery: str,
+        root: str | Path,
+        name: str | None = None,
+        min_quality: float | None = None,
+    ) -> Enrollment:
         """Enroll `root/<person>/<images>` (or every image under `root` as `name`) into `gallery`,
         one transaction per person, so an interrupted run keeps the people it finished. Images
-        with no face or that cannot be read are skipped, with the reason; nothing enrolled is an
-        error."""
+        with no face, a face below `min_quality` (its quality then goes into the face's metadata)
+        or that cannot be read are skipped, with the reason; nothing enrolled is an error."""
+        check_min_quality(min_quality)
         jobs = enrollment_jobs(root, name)  # a bad folder is refused before a gallery is made
         self.open_gallery(store, gallery, create=True)
         report = Enrollment()
         for person, images in jobs:
-            faces = self._faces_of(person, images, report.skipped)
+            faces = self._faces_of(person, images, report.skipped, min_quality)
             store.add_faces(gallery, faces)
             report.added += len(faces)
         if not report.added:
-            raise FacerecError(f"nothing enrolled from {root}: no image with a face")
+            gate = f" of quality >= {min_quality:g}" if min_quality is not None else ""
+            raise FacerecError(f"nothing enrolled from {root}: no image with a face{gate}")
         return report
 
-    def _faces_of(self, person: str, images: list[Path], skipped: list[str]) -> list[NewFace]:
+    def _faces_of(
+        self, person: str, images: list[Path], skipped: list[str], min_quality: float | None
+    ) -> list[NewFace]:
         faces = []
         for image in images:
             try:
-                faces.append(NewFace(person, self.represent(image), {"source": str(image)}))
-            except (NoFaceError, DataError) as exc:
+                embedding, quality = self.gated(image, min_quality)
+            except (NoFaceError, DataError) as exc:  # LowQuality too
                 skipped.append(str(exc))
+                continue
+            metadata: dict[str, Any] = {"source": str(image)}
+            if quality is not None:
+                metadata["quality"] = round(quality, 4)
+            faces.append(NewFace(person, embedding, metadata))
         return faces
 
     def threshold_for(self, gallery: GalleryRecord) -> float:
@@ -129,9 +179,14 @@ class FaceRecognizer:
             return gallery.threshold
         return self.threshold
 
-    def identify(self, store: GalleryStore, gallery: str, image: Any, top: int = 5) -> Identification:
+    def identify(
+        self, store: GalleryStore, gallery: str, image: Any, top: int = 5, min_quality: float | None = None
+    ) -> Identification:
+        """The best subjects for the face of `image`; a probe face below `min_quality` is refused
+        (LowQuality) rather than searched."""
+        check_min_quality(min_quality)
         record = self.open_gallery(store, gallery)
-        matches = store.search(gallery, self.represent(image), top)[0]
+        matches = store.search(gallery, self.gated(image, min_quality)[0], top)[0]
         if not matches:
             raise FacerecError(f"gallery '{gallery}' in {store.location} is empty: enroll someone (`facerec enroll`)")
         threshold = self.threshold_for(record)

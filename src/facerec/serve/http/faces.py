@@ -12,6 +12,7 @@ import torch
 from facerec.align.types import Face
 from facerec.data.transforms import to_tensor
 from facerec.errors import FacerecError
+from facerec.eval.quality import DEFAULT_SCORER, build_scorer
 from facerec.models.card import ThresholdRecord
 from facerec.pipeline import RecognitionPipeline
 from facerec.serve.http.errors import ServiceError
@@ -31,20 +32,21 @@ class Sighting:
 class FaceService:
     """A recognition pipeline seen face by face: detection, crops, embeddings, the threshold."""
 
-    def __init__(self, pipeline: RecognitionPipeline) -> None:
+    def __init__(self, pipeline: RecognitionPipeline, quality: str = DEFAULT_SCORER) -> None:
         aligner = pipeline.aligner
         if aligner is None or not hasattr(aligner, "detector") or not hasattr(aligner, "crop"):
             raise FacerecError(
                 f"the service needs a detector that finds every face (mtcnn or dlib), not '{pipeline.detector}'"
             )
         self.pipeline, self.aligner = pipeline, aligner
+        self.scorer = build_scorer(quality)
 
     @classmethod
     def load(cls, settings: ServiceSettings) -> FaceService:
         pipeline = RecognitionPipeline.load(
             settings.model, settings.runtime, detector=settings.detector, flip=True, device=settings.device
         )
-        return cls(pipeline)
+        return cls(pipeline, settings.quality)
 
     def describe(self) -> dict[str, Any]:
         model = self.pipeline.model
@@ -87,22 +89,15 @@ class FaceService:
             parts.append(self.pipeline.embed_tensors(batch).cpu().numpy())
         return np.concatenate(parts)
 
-    def quality(self, face: Face) -> float:
-        return face_quality(face, self.pipeline.model.input_size)
-
-
-def face_quality(face: Face, reference_size: int) -> float:
-    """A provisional quality score in [0, 1]: detector score x size x frontality.
-
-    size: the face's shorter box side over the model's input size, capped at 1 (a smaller face
-    is upsampled and has lost detail). frontality: how evenly the nose tip sits between the eyes
-    (1 when centered, 0 when it is outside them: a profile). To be replaced by a learned score."""
-    width, height = face.box[2] - face.box[0], face.box[3] - face.box[1]
-    size = float(np.clip(min(width, height) / reference_size, 0.0, 1.0))
-    left_eye, right_eye, nose = face.landmarks[0], face.landmarks[1], face.landmarks[2]
-    to_left, to_right = nose[0] - left_eye[0], right_eye[0] - nose[0]
-    frontal = float(min(to_left, to_right) / max(to_left, to_right)) if min(to_left, to_right) > 0 else 0.0
-    return float(np.clip(face.score, 0.0, 1.0)) * size * frontal
+    def qualities(self, sighting: Sighting, faces: list[Face]) -> list[float]:
+        """The quality scorer's value in [0, 1] for each face (facerec.eval.quality), all faces in
+        one model call."""
+        if not faces:
+            return []
+        crops = torch.zeros(0)
+        if self.scorer.needs_crops:
+            crops = torch.stack([to_tensor(crop) for crop in self.crops(sighting, faces)])
+        return [float(q) for q in self.scorer(self.pipeline, crops, faces)]
 
 
 def one_face(sighting: Sighting, index: int, several: str) -> Face:
@@ -141,3 +136,40 @@ def threshold_option(value: Any, card: ThresholdRecord | None) -> tuple[float, s
             422, "no_threshold", "the model has no calibrated threshold for this detector: send one (threshold)"
         )
     return card.value, f"model card: {card.data}"
+
+
+def min_quality_option(value: Any) -> float | None:
+    """The request's enrolment gate: a quality in [0, 1], or None (no gate)."""
+    if value is None:
+        return None
+    try:
+        minimum = float(value)
+    except (TypeError, ValueError):
+        minimum = float("nan")
+    if not 0.0 <= minimum <= 1.0:  # NaN fails too
+        raise ServiceError(422, "invalid_option", f"min_quality must be a number in [0, 1], not '{value}'")
+    return minimum
+
+
+def quality_gate(qualities: list[float], minimum: float | None, scorer: str) -> None:
+    """Refuse the request (422 quality_too_low) when any face's quality is below `minimum`."""
+    if minimum is None:
+        return
+    low = [(i, q) for i, q in enumerate(qualities) if q < minimum]
+    if low:
+        listed = ", ".join(f"images[{i}] {q:.3f}" for i, q in low)
+        raise ServiceError(
+            422,
+            "quality_too_low",
+            f"face quality ({scorer}) below min_quality {minimum:g}: {listed}; send a sharper, larger, frontal photo",
+        )
+
+
+def quality_wanted(value: Any) -> bool:
+    """The `quality` flag of endpoints where it costs extra model calls (embed, verify, search)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "1", "0"):
+        raise ServiceError(422, "invalid_option", f"quality must be true or false, not '{value}'")
+    return text in ("true", "1")

@@ -19,8 +19,22 @@ from facerec.models.card import ThresholdRecord
 from facerec.serve.audit import AuditLog
 from facerec.serve.http.auth import authenticate, require, require_gallery
 from facerec.serve.http.errors import ServiceError
-from facerec.serve.http.faces import one_face, several_policy, threshold_option
-from facerec.serve.http.routes import SEVERAL_OPTION, THRESHOLD_OPTION, face_json, read_images
+from facerec.serve.http.faces import (
+    min_quality_option,
+    one_face,
+    quality_gate,
+    quality_wanted,
+    several_policy,
+    threshold_option,
+)
+from facerec.serve.http.routes import (
+    QUALITY_OPTION,
+    SEVERAL_OPTION,
+    THRESHOLD_OPTION,
+    face_json,
+    faces_json,
+    read_images,
+)
 from facerec.serve.http.schemas import ERRORS, ErrorResponse, image_body
 from facerec.serve.http.state import ServiceState, service_state
 from facerec.serve.keys import ADMIN, ApiKey
@@ -47,6 +61,10 @@ METADATA_OPTION = {
 }
 TOP_K_OPTION = {"type": "integer", "description": f"subjects per face, best first (default {DEFAULT_TOP_K})"}
 ALL_FACES_OPTION = {"type": "boolean", "description": "search every face of the image (default: its one face)"}
+MIN_QUALITY_OPTION = {
+    "type": "number",
+    "description": "refuse the request (422 quality_too_low) when a face's quality is below this, in [0, 1]",
+}
 
 
 class NewGallery(BaseModel):
@@ -235,18 +253,22 @@ async def delete_subject(gallery: str, subject: str, request: Request, key: Dele
 @router.post(
     "/{gallery}/subjects/{subject}/faces",
     status_code=201,
-    openapi_extra=image_body(several=SEVERAL_OPTION, metadata=METADATA_OPTION),
+    openapi_extra=image_body(several=SEVERAL_OPTION, metadata=METADATA_OPTION, min_quality=MIN_QUALITY_OPTION),
 )
 async def add_faces(gallery: str, subject: str, request: Request, key: EnrollKey) -> dict[str, Any]:
-    """Enroll one face per image into an existing subject, all or none (scope enroll)."""
+    """Enroll one face per image into an existing subject, all or none (scope enroll); with
+    min_quality, none when a face's quality is below it."""
     require_gallery(key, gallery)
     state, store, audit = _store(request)
     job = await read_images(request, state)
     several = several_policy(job.options.get("several"))
     metadata = _face_metadata(job.options.get("metadata"), len(job.images))
+    min_quality = min_quality_option(job.options.get("min_quality"))
     await state.off_loop(_check_model, state, store, gallery)  # before the costly part
     sightings = await state.see_all(job.images)
     faces = [one_face(s, i, several) for i, s in enumerate(sightings)]
+    qualities = [(await state.qualities(s, [f]))[0] for s, f in zip(sightings, faces, strict=True)]
+    quality_gate(qualities, min_quality, state.service.scorer.name)
     crops = [crop for s, f in zip(sightings, faces, strict=True) for crop in await state.crops(s, [f])]
     vectors = await state.batcher.embed(crops)
     new = [NewFace(subject, v, m) for v, m in zip(vectors, metadata, strict=True)]
@@ -260,7 +282,10 @@ async def add_faces(gallery: str, subject: str, request: Request, key: EnrollKey
     return {
         "gallery": gallery,
         "subject": subject,
-        "faces": [{**_face_record_json(r), "face": face_json(f, state)} for r, f in zip(records, faces, strict=True)],
+        "faces": [
+            {**_face_record_json(r), "face": face_json(f, state, q)}
+            for r, f, q in zip(records, faces, qualities, strict=True)
+        ],
     }
 
 
@@ -281,7 +306,11 @@ async def delete_face(gallery: str, face_id: int, request: Request, key: DeleteK
 @router.post(
     "/{gallery}/search",
     openapi_extra=image_body(
-        several=SEVERAL_OPTION, threshold=THRESHOLD_OPTION, top_k=TOP_K_OPTION, all_faces=ALL_FACES_OPTION
+        several=SEVERAL_OPTION,
+        threshold=THRESHOLD_OPTION,
+        top_k=TOP_K_OPTION,
+        all_faces=ALL_FACES_OPTION,
+        quality=QUALITY_OPTION,
     ),
 )
 async def search(gallery: str, request: Request, key: SearchKey) -> dict[str, Any]:
@@ -294,6 +323,7 @@ async def search(gallery: str, request: Request, key: SearchKey) -> dict[str, An
         raise ServiceError(422, "wrong_image_count", f"search takes one image, got {len(job.images)}")
     top_k, all_faces = _top_k(job.options.get("top_k")), _flag(job.options.get("all_faces"), "all_faces")
     several = several_policy(job.options.get("several"))
+    scored = quality_wanted(job.options.get("quality"))
     record = await state.off_loop(_check_model, state, store, gallery)
     threshold, source = search_threshold(job.options.get("threshold"), record, state.service.threshold())
     sighting = (await state.see_all(job.images))[0]
@@ -312,5 +342,8 @@ async def search(gallery: str, request: Request, key: SearchKey) -> dict[str, An
         "gallery": gallery,
         "threshold": threshold,
         "threshold_source": source,
-        "faces": [{**answer, "face": face_json(f, state)} for answer, f in zip(answers, faces, strict=True)],
+        "faces": [
+            {**answer, "face": face}
+            for answer, face in zip(answers, await faces_json(sighting, faces, state, scored), strict=True)
+        ],
     }

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from facerec.align.types import Face
 from facerec.serve.http.auth import require
 from facerec.serve.http.errors import ServiceError
-from facerec.serve.http.faces import one_face, several_policy, threshold_option
+from facerec.serve.http.faces import Sighting, one_face, quality_wanted, several_policy, threshold_option
 from facerec.serve.http.images import ImageRequest, read_image_request
 from facerec.serve.http.schemas import ERRORS, DetectResponse, EmbedResponse, VerifyResponse, image_body
 from facerec.serve.http.state import ServiceState, service_state
@@ -29,6 +29,7 @@ SEVERAL_OPTION = {
     "description": "an image with several faces: refuse it (default), or compare its largest face",
 }
 THRESHOLD_OPTION = {"type": "number", "description": "cosine threshold (default: the model card's for the detector)"}
+QUALITY_OPTION = {"type": "boolean", "description": "also score each face's quality (extra model calls; default false)"}
 
 
 async def read_images(request: Request, state: ServiceState) -> ImageRequest:
@@ -38,37 +39,46 @@ async def read_images(request: Request, state: ServiceState) -> ImageRequest:
     return job
 
 
-def face_json(face: Face, state: ServiceState) -> dict[str, Any]:
+def face_json(face: Face, state: ServiceState, quality: float | None = None) -> dict[str, Any]:
+    """A face for the answer; `quality` None where it was not scored (not asked for)."""
     return {
         "box": [round(float(v), 2) for v in face.box],
         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
         "score": round(float(face.score), 4),
-        "quality": round(state.service.quality(face), 4),
+        "quality": None if quality is None else round(quality, 4),
     }
+
+
+async def faces_json(sighting: Sighting, faces: list[Face], state: ServiceState, scored: bool) -> list[dict[str, Any]]:
+    """face_json of each face, with its quality when `scored` (all faces in one model call)."""
+    qualities = await state.qualities(sighting, faces) if scored else [None] * len(faces)
+    return [face_json(f, state, q) for f, q in zip(faces, qualities, strict=True)]
 
 
 @router.post("/detect", response_model=DetectResponse, openapi_extra=image_body())
 async def detect(request: Request, _: DetectKey) -> dict[str, Any]:
-    """Every face of each image: box, five landmarks, detector score and a provisional quality."""
+    """Every face of each image: box, five landmarks, detector score and quality."""
     state = service_state(request)
     sightings = await state.see_all((await read_images(request, state)).images)
     images = [
-        {"width": s.image.shape[1], "height": s.image.shape[0], "faces": [face_json(f, state) for f in s.faces]}
+        {"width": s.image.shape[1], "height": s.image.shape[0], "faces": await faces_json(s, s.faces, state, True)}
         for s in sightings
     ]
     return {"model": state.service.describe(), "images": images}
 
 
-@router.post("/embed", response_model=EmbedResponse, openapi_extra=image_body())
+@router.post("/embed", response_model=EmbedResponse, openapi_extra=image_body(quality=QUALITY_OPTION))
 async def embed(request: Request, _: EmbeddingsKey) -> dict[str, Any]:
     """Every face of each image with its embedding; needs the scopes embed and embeddings:read."""
     state = service_state(request)
-    sightings = await state.see_all((await read_images(request, state)).images)
+    job = await read_images(request, state)
+    scored = quality_wanted(job.options.get("quality"))
+    sightings = await state.see_all(job.images)
     crops = [crop for s in sightings for crop in await state.crops(s, s.faces)]
     rows = iter(await state.batcher.embed(crops))
     images = []
     for s in sightings:
-        faces = [{**face_json(f, state), "embedding": next(rows).tolist()} for f in s.faces]
+        faces = [{**face, "embedding": next(rows).tolist()} for face in await faces_json(s, s.faces, state, scored)]
         images.append({"width": s.image.shape[1], "height": s.image.shape[0], "faces": faces})
     return {"model": state.service.describe(), "images": images}
 
@@ -76,7 +86,7 @@ async def embed(request: Request, _: EmbeddingsKey) -> dict[str, Any]:
 @router.post(
     "/verify",
     response_model=VerifyResponse,
-    openapi_extra=image_body(several=SEVERAL_OPTION, threshold=THRESHOLD_OPTION),
+    openapi_extra=image_body(several=SEVERAL_OPTION, threshold=THRESHOLD_OPTION, quality=QUALITY_OPTION),
 )
 async def verify(request: Request, _: CompareKey) -> dict[str, Any]:
     """Are the faces of two images the same person? One face each (or `several=largest`)."""
@@ -86,6 +96,7 @@ async def verify(request: Request, _: CompareKey) -> dict[str, Any]:
         raise ServiceError(422, "wrong_image_count", f"verify compares two images, got {len(job.images)}")
     several = several_policy(job.options.get("several"))
     threshold, source = threshold_option(job.options.get("threshold"), state.service.threshold())
+    scored = quality_wanted(job.options.get("quality"))
     sightings = await state.see_all(job.images)
     faces = [one_face(s, i, several) for i, s in enumerate(sightings)]
     crops = [crop for s, f in zip(sightings, faces, strict=True) for crop in await state.crops(s, [f])]
@@ -97,5 +108,5 @@ async def verify(request: Request, _: CompareKey) -> dict[str, Any]:
         "threshold": threshold,
         "threshold_source": source,
         "same": score >= threshold,
-        "faces": [face_json(f, state) for f in faces],
+        "faces": [(await faces_json(s, [f], state, scored))[0] for s, f in zip(sightings, faces, strict=True)],
     }

@@ -22,9 +22,10 @@ class FaceOut(BaseModel):
         description="five (x, y): left eye, right eye, nose tip, left and right mouth corner (left: smaller x)"
     )
     score: float = Field(description="detector confidence")
-    quality: float = Field(
-        description="provisional, in [0, 1]: detector score x face size (against the model input) x frontality "
-        "(nose between the eyes); to be replaced by a learned score"
+    quality: float | None = Field(
+        description="in [0, 1], higher is better: the server's quality scorer (default stability: agreement of the "
+        "face's embeddings under small shifts, zooms, mirroring and noise; see facerec.eval.quality). Always "
+        "scored by detect and enrolment; elsewhere null unless the request asks for quality=true"
     )
 
 
@@ -112,7 +113,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         403: "the key lacks the scope",
         413: "request, image count or image pixels over the limit",
         415: "neither multipart/form-data nor application/json",
-        422: "not an image, truncated image, no face, several faces, wrong model, bad option",
+        422: "not an image, truncated image, no face, several faces, wrong model, bad option, quality too low",
         503: "the model is not loaded yet",
     }.items()
 }

@@ -22,7 +22,7 @@ class ServiceSettings:
     model: str = "default"
     detector: str = "mtcnn"
     device: str = "auto"
-    runtime: str | None = None  # torch or onnx; None: the model's own
+    runtime: str | None = "auto"  # torch, onnx or auto (the faster per batch size); None: the model's own
     insecure_no_auth: bool = False
     max_request_bytes: int = 20 * 2**20
     max_images: int = 16  # images in one request
@@ -34,6 +34,7 @@ class ServiceSettings:
     store: str | None = None  # a store file or a postgresql:// URL (kept a string); None: <data_dir>/gallery.db
     store_key_file: Path | None = None  # None: $FACEREC_STORE_KEY
     store_plaintext: bool = False  # vectors unencrypted at rest: only when asked for explicitly
+    quality: str = "stability"  # face quality scorer (facerec.eval.quality.QUALITY)
 
     @property
     def store_location(self) -> str | Path:

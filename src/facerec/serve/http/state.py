@@ -73,6 +73,10 @@ class ServiceState:
         with stage("crop"):
             return await asyncio.get_running_loop().run_in_executor(self.pool, self.service.crops, sighting, faces)
 
+    async def qualities(self, sighting: Sighting, faces: list[Face]) -> list[float]:
+        """Each face's quality score, computed in the pool (it runs the model)."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.service.qualities, sighting, faces)
+
 
 def service_state(request: Request) -> ServiceState:
     """The running service's state; 503 while it cannot answer (starting, stopping)."""
