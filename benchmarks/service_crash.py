@@ -6,7 +6,8 @@ MTCNN, an encrypted gallery store, an API key made with `facerec keys create`) a
 Each trial: several client threads enroll subjects over HTTP, each enrolment two requests
 (create the subject, then add FACES photos of one LFW person in one request: one transaction, so
 "half written" has a meaning); an enrolment counts as answered when the client received its 201
-with the face ids. At a random moment of the burst the server process is killed with SIGKILL
+with the face ids. At a random moment of the burst (uniform between --min-seconds and
+--max-seconds after its first enrolment was answered) the server process is killed with SIGKILL
 (with `--kill-database` the PostgreSQL backend serving it too, which makes PostgreSQL recover
 from its write-ahead log). Then:
 
@@ -162,7 +163,9 @@ class Burst:
     database_killed: int = 0  # PostgreSQL backends killed with the server
 
 
-def enroll(client: httpx.Client, enrolment: Enrolment, burst: Burst, lock: threading.Lock) -> None:
+def enroll(
+    client: httpx.Client, enrolment: Enrolment, burst: Burst, lock: threading.Lock, first: threading.Event
+) -> None:
     """Create the subject, then send its photos in one request; what was answered is recorded."""
     response = client.post(f"/v1/galleries/{GALLERY}/subjects", json={"name": enrolment.subject})
     if response.status_code != 201:  # a refusal while the server is up: recorded, and this client stops
@@ -178,14 +181,16 @@ def enroll(client: httpx.Client, enrolment: Enrolment, burst: Burst, lock: threa
             burst.errors.append(f"faces of {enrolment.subject}: {response.status_code} {response.text[:200]}")
         return
     enrolment.face_ids = [face["id"] for face in response.json()["faces"]]
+    first.set()
 
 
 def run_burst(
     service: Service, groups: Iterator[list[Path]], trial: int, clients: int, kill_after: float, kill: Callable[[], int]
 ) -> Burst:
     """`clients` threads enroll until `kill()` kills the server (and says how many database
-    backends it killed with it), `kill_after` seconds into the burst."""
-    burst, lock = Burst(), threading.Lock()
+    backends it killed with it), `kill_after` seconds after the first enrolment was answered
+    (the first requests after a start are slow, and the burst is then under way)."""
+    burst, lock, first = Burst(), threading.Lock(), threading.Event()
     numbers = itertools.count()
 
     def client(worker: int) -> None:
@@ -195,13 +200,14 @@ def run_burst(
                     enrolment = Enrolment(f"t{trial}-c{worker}-{next(numbers)}", next(groups))
                     burst.enrolments.append(enrolment)
                 try:
-                    enroll(http, enrolment, burst, lock)
+                    enroll(http, enrolment, burst, lock, first)
                 except (httpx.TransportError, RuntimeError):  # the server is gone (or refused): stop
                     return
 
     threads = [threading.Thread(target=client, args=(w,), daemon=True) for w in range(clients)]
     for thread in threads:
         thread.start()
+    first.wait(timeout=REQUEST_TIMEOUT_S)
     time.sleep(kill_after)
     with lock:  # enrolments whose faces request is out and unanswered at the moment of the kill
         burst.in_flight = sum(e.sent and e.face_ids is None for e in burst.enrolments)
@@ -467,8 +473,8 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--clients", type=int, default=4, help="concurrent client threads")
     p.add_argument("--faces", type=int, default=3, help="photos per enrolment (one request, one transaction)")
-    p.add_argument("--min-seconds", type=float, default=2.0, help="earliest kill after the burst starts")
-    p.add_argument("--max-seconds", type=float, default=8.0, help="latest kill after the burst starts")
+    p.add_argument("--min-seconds", type=float, default=0.5, help="earliest kill after the first answer")
+    p.add_argument("--max-seconds", type=float, default=6.0, help="latest kill after the first answer")
     p.add_argument("--model", default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the summary and per-trial results here (and a PNG beside it)")

@@ -103,7 +103,7 @@ def test_postgres_consistency_finds_a_version_counter_out_of_step(postgres_serve
 # ---- the trials: a real server killed mid-burst ------------------------------------------------
 def run_trials(tmp_path: Path, trials: int, *options: str) -> dict:
     out = tmp_path / "crash.json"
-    args = ["--trials", str(trials), "--clients", "4", "--min-seconds", "2", "--max-seconds", "4", "--json", str(out)]
+    args = ["--trials", str(trials), "--clients", "4", "--min-seconds", "0.5", "--max-seconds", "3", "--json", str(out)]
     done = subprocess.run([sys.executable, str(SCRIPT), *args, *options], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())["summary"]
