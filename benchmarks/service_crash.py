@@ -413,6 +413,8 @@ def summarize(trials: list[dict[str, Any]], results: list[Tally]) -> dict[str, A
 
 
 def plot(trials: list[dict[str, Any]], path: Path, title: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     from facerec.core.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -425,6 +427,8 @@ def plot(trials: list[dict[str, Any]], path: Path, title: str) -> None:
         x, [t["lost_answered"] + t["half_written"] for t in trials], "s", color="tab:red", label="lost + half written"
     )
     ax.set(xlabel="trial (kill -9 of the server)", ylabel="enrolments", title=title)
+    ax.set_ylim(bottom=-0.5)  # the markers at 0 stay visible
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
