@@ -15,8 +15,16 @@ like the server's (detector, flip, device, runtime) and, for enroll and search, 
 Client and server share the machine's cores, so the client's own CPU time counts against the
 service. All traffic stays on 127.0.0.1.
 
+With `--timing` the server runs with `--debug-timing`: each answer's Server-Timing header
+gives the server's own stages (read, parse, auth, see = decode + detect, crop, embed =
+batch_wait + model, store, other), and their medians per operation are printed and kept in the
+rows (`stages_ms`; "client" = the client's wall time minus the server's total: HTTP framing,
+the client's own work, the loopback). `--repeats` runs every setting that many times (a new
+in-process baseline and a new server each time) for a spread.
+
     python benchmarks/service_load.py                      # default/torch, default/onnx, dlib/torch
     python benchmarks/service_load.py --settings default:torch --requests 16 --clients 1 4
+    python benchmarks/service_load.py --settings default:auto --clients 1 --timing --repeats 3
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import socket
 import statistics
 import subprocess
@@ -33,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -61,6 +70,8 @@ class Row:
     p99_ms: float
     inprocess_ms: float  # median in-process time of the same operation
     overhead_pct: float  # in-process ms vs wall ms per HTTP request at this concurrency
+    repeat: int = 0
+    stages_ms: dict[str, float] = field(default_factory=dict)  # medians of the Server-Timing stages
 
 
 def lfw(name: str, number: int) -> Path:
@@ -169,10 +180,30 @@ def prepare_gallery(service: Service, work: Workload) -> None:
             client.post(f"/v1/galleries/load/subjects/{name}/faces", files=files, data=LARGEST).raise_for_status()
 
 
-def load(service: Service, work: Workload, operation: str, clients: int, total: int) -> tuple[list[float], int, float]:
-    """(latencies in s, errors, wall seconds) of `clients` threads sharing `total` requests."""
+def server_stages(response: httpx.Response, elapsed: float) -> dict[str, float]:
+    """The Server-Timing stages (ms) of an answer, with "client": the wall time not spent in
+    the server (empty without the header)."""
+    header = response.headers.get("server-timing", "")
+    stages = {name: float(ms) for name, ms in re.findall(r"([a-z_]+);dur=([0-9.]+)", header)}
+    if "total" in stages:
+        stages["client"] = elapsed * 1e3 - stages["total"]
+    return stages
+
+
+def median_stages(timed: list[dict[str, float]]) -> dict[str, float]:
+    names = sorted({name for stages in timed for name in stages})
+    return {name: round(statistics.median(s.get(name, 0.0) for s in timed), 2) for name in names}
+
+
+Load = tuple[list[float], int, float, dict[str, float]]
+
+
+def load(service: Service, work: Workload, operation: str, clients: int, total: int) -> Load:
+    """(latencies in s, errors, wall seconds, median server stages in ms) of `clients` threads
+    sharing `total` requests."""
     per_client = max(1, math.ceil(total / clients))
     latencies: list[float] = []
+    timed: list[dict[str, float]] = []
     errors: list[str] = []
     lock = threading.Lock()
     barrier = threading.Barrier(clients + 1)
@@ -189,6 +220,7 @@ def load(service: Service, work: Workload, operation: str, clients: int, total: 
                 with lock:
                     if response.is_success:
                         latencies.append(elapsed)
+                        timed.append(server_stages(response, elapsed))
                     else:
                         errors.append(f"{response.status_code} {response.text[:200]}")
 
@@ -202,7 +234,7 @@ def load(service: Service, work: Workload, operation: str, clients: int, total: 
     wall = time.perf_counter() - start
     if errors:
         print(f"  {len(errors)} errors, first: {errors[0]}", file=sys.stderr)
-    return latencies, len(errors), wall
+    return latencies, len(errors), wall, median_stages(timed)
 
 
 def inprocess(model: str, runtime: str, work: Workload, repeats: int) -> dict[str, float]:
@@ -260,18 +292,81 @@ def versions() -> dict[str, str]:
     return found
 
 
+def measure(setting: str, repeat: int, work: Workload, args: argparse.Namespace, root: Path) -> list[Row]:
+    """One run of a model:runtime setting: its in-process baseline, then a fresh server."""
+    model, runtime = setting.split(":")
+    baseline = inprocess(model, runtime, work, args.inprocess_repeats)
+    print(f"{model}/{runtime} in-process ms: " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in baseline.items()))
+    extra = args.serve_args.split() + (["--debug-timing"] if args.timing else [])
+    service = Service(root, model, runtime, extra)
+    rows = []
+    try:
+        service.wait_ready()
+        prepare_gallery(service, work)
+        for operation in args.operations:
+            load(service, work, operation, 1, 2)  # warm-up
+            for clients in args.clients:
+                latencies, errors, wall, stages = load(service, work, operation, clients, args.requests)
+                done = len(latencies)
+                throughput = done / wall if wall > 0 else 0.0
+                ms = baseline[operation] * 1e3
+                row = Row(
+                    model,
+                    runtime,
+                    operation,
+                    clients,
+                    done,
+                    errors,
+                    round(wall, 2),
+                    round(throughput, 2),
+                    round(percentile(latencies, 50) * 1e3, 1) if done else float("nan"),
+                    round(percentile(latencies, 99) * 1e3, 1) if done else float("nan"),
+                    round(ms, 1),
+                    round((1e3 / throughput / ms - 1) * 100, 1) if throughput else float("nan"),
+                    repeat,
+                    stages,
+                )
+                rows.append(row)
+                print(json.dumps(asdict(row)), flush=True)
+    finally:
+        service.stop()
+    return rows
+
+
+def print_tables(rows: list[Row]) -> None:
+    columns = ["model", "runtime", "operation", "clients", "repeat", "requests", "req/s", "p50 (ms)", "p99 (ms)"]
+    columns += ["in-process (ms)", "overhead"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for r in rows:
+        print(
+            f"| {r.model} | {r.runtime} | {r.operation} | {r.clients} | {r.repeat} | {r.requests} | "
+            f"{r.throughput:.2f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.inprocess_ms:.0f} | {r.overhead_pct:+.0f}% |"
+        )
+    timed = [r for r in rows if r.stages_ms]
+    if timed:
+        names = sorted({name for r in timed for name in r.stages_ms})
+        print("\nmedian server stages (ms)\n| setting | operation | clients | repeat | " + " | ".join(names) + " |")
+        print("|" + "---|" * (len(names) + 4))
+        for r in timed:
+            cells = " | ".join(f"{r.stages_ms.get(name, 0.0):.1f}" for name in names)
+            print(f"| {r.model}:{r.runtime} | {r.operation} | {r.clients} | {r.repeat} | {cells} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--settings",
         nargs="+",
         default=["default:torch", "default:onnx", "dlib:torch"],
-        help="model:runtime pairs (dlib runs on torch only)",
+        help="model:runtime pairs (runtime torch, onnx or auto; dlib runs on torch only)",
     )
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--operations", nargs="+", choices=OPERATIONS, default=list(OPERATIONS))
     p.add_argument("--requests", type=int, default=32, help="requests per (operation, clients), shared out")
     p.add_argument("--inprocess-repeats", type=int, default=20, help="in-process runs per operation")
+    p.add_argument("--repeats", type=int, default=1, help="runs of every setting (a fresh server each)")
+    p.add_argument("--timing", action="store_true", help="serve with --debug-timing and report the stages")
     p.add_argument("--serve-args", default="", help="more `facerec serve` options, e.g. '--batch-wait-ms 0'")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args()
@@ -281,51 +376,15 @@ def main() -> None:
     started = time.monotonic()
     print(json.dumps(versions()))
     with tempfile.TemporaryDirectory(prefix="facerec-load-") as tmp:
-        for setting in args.settings:
-            model, runtime = setting.split(":")
-            baseline = inprocess(model, runtime, work, args.inprocess_repeats)
-            print(f"{model}/{runtime} in-process ms: " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in baseline.items()))
-            service = Service(Path(tmp), model, runtime, args.serve_args.split())
-            try:
-                service.wait_ready()
-                prepare_gallery(service, work)
-                for operation in args.operations:
-                    load(service, work, operation, 1, 2)  # warm-up
-                    for clients in args.clients:
-                        latencies, errors, wall = load(service, work, operation, clients, args.requests)
-                        done = len(latencies)
-                        throughput = done / wall if wall > 0 else 0.0
-                        ms = baseline[operation] * 1e3
-                        row = Row(
-                            model,
-                            runtime,
-                            operation,
-                            clients,
-                            done,
-                            errors,
-                            round(wall, 2),
-                            round(throughput, 2),
-                            round(percentile(latencies, 50) * 1e3, 1) if done else float("nan"),
-                            round(percentile(latencies, 99) * 1e3, 1) if done else float("nan"),
-                            round(ms, 1),
-                            round((1e3 / throughput / ms - 1) * 100, 1) if throughput else float("nan"),
-                        )
-                        rows.append(row)
-                        print(json.dumps(asdict(row)), flush=True)
-            finally:
-                service.stop()
+        for repeat in range(args.repeats):
+            for setting in args.settings:
+                root = Path(tmp) / f"{repeat}-{setting.replace(':', '-')}"
+                root.mkdir()
+                rows += measure(setting, repeat, work, args, root)
+                if args.json:  # kept as it grows: a long run stopped early still leaves its rows
+                    args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     print(f"total {time.monotonic() - started:.0f} s")
-    columns = ["model", "runtime", "operation", "clients", "requests", "req/s", "p50 (ms)", "p99 (ms)"]
-    columns += ["in-process (ms)", "overhead"]
-    print("| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r.model} | {r.runtime} | {r.operation} | {r.clients} | {r.requests} | {r.throughput:.2f} | "
-            f"{r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.inprocess_ms:.0f} | {r.overhead_pct:+.0f}% |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    print_tables(rows)
 
 
 if __name__ == "__main__":

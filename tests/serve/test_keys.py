@@ -123,3 +123,25 @@ def test_keys_command_errors_are_clear(tmp_path, capsys):
     assert "--all-galleries" in capsys.readouterr().err
     assert main(["keys", "list", "--data-dir", str(tmp_path / "none")]) == 2
     assert "no API keys" in capsys.readouterr().err
+
+
+def test_a_verified_secret_skips_the_stretching_but_no_check(store, monkeypatch):
+    from facerec.serve import keys as keys_module
+
+    stretched = []
+    digest = keys_module._digest
+    monkeypatch.setattr(keys_module, "_digest", lambda *a: stretched.append(a[0]) or digest(*a))
+    key, token = store.create(frozenset({"detect"}))
+    other, other_token = store.create(frozenset({"embed"}))
+    stretched.clear()
+    assert [store.authenticate(token) for _ in range(3)] == [key] * 3
+    assert len(stretched) == 1  # PBKDF2 once, then the remembered keyed hash
+    wrong = token[:-1] + ("A" if token[-1] != "A" else "B")
+    with pytest.raises(InvalidKey, match="unknown API key"):
+        store.authenticate(wrong)
+    assert len(stretched) == 2  # another secret for a known id is stretched and refused
+    assert store.authenticate(other_token) == other and len(stretched) == 3
+    KeyStore(store.path.parent).revoke(key.id)  # as `facerec keys revoke` in another process
+    with pytest.raises(InvalidKey, match="revoked"):
+        store.authenticate(token)
+    assert token.split("_")[2].encode() not in b"".join(store._verified.values())

@@ -6,9 +6,11 @@ checkpoint or an ONNX file (`facerec export`). Files written before cards existe
 their card is rebuilt from what they hold (architecture, input size, weights, the threshold
 they recorded).
 
-The runtime is torch or onnxruntime ('onnx'). An ONNX file runs on onnxruntime only; a torch
-model asked to run on onnxruntime is exported once into ~/.cache/facerec/onnx (keyed by its
-content digest) and keeps its card, so its galleries and thresholds stay valid.
+The runtime is torch, onnxruntime ('onnx') or 'auto' (the commands' default): a torch model
+that also runs on onnxruntime for the batch sizes at which that was measured faster
+(`facerec.models.runtime`). An ONNX file runs on onnxruntime only; a torch model asked to run
+on onnxruntime is exported once into ~/.cache/facerec/onnx (keyed by its content digest) and
+keeps its card, so its galleries and thresholds stay valid.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from facerec.models.backbones import build_backbone
 from facerec.models.card import ModelCard, ThresholdRecord, card_for_backbone
 from facerec.models.onnx_file import OnnxNet, cached_onnx_file, is_onnx_file, read_onnx
 from facerec.models.registry import MODELS
+from facerec.models.runtime import RuntimeChoice, auto_choice
 
 MODEL_FORMAT = "facerec-model"
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("torch", "onnx", "auto")
 
 
 @dataclass
@@ -39,6 +42,12 @@ class RecognitionModel:
 
     net: nn.Module
     card: ModelCard
+    auto: RuntimeChoice | None = None  # runtime auto: onnxruntime for the batches it runs faster
+
+    def inference_net(self, batch: int) -> nn.Module:
+        """The network for `batch` crops without autograd: onnxruntime where the auto runtime
+        measured it faster, `net` otherwise (and whenever gradients are wanted: use `net`)."""
+        return self.auto.onnx if self.auto is not None and self.auto.uses_onnx(batch) else self.net
 
     @property
     def input_size(self) -> int:
@@ -133,19 +142,22 @@ def load_recognition_model(
     spec: str | Path, device: str | torch.device = "cpu", runtime: str | None = None
 ) -> RecognitionModel:
     """A named model ('default', 'dlib', see `facerec components`), a model file / checkpoint or
-    an ONNX file, run by `runtime`: 'torch', 'onnx' (onnxruntime) or None, the model's own (onnx
-    for an ONNX file, torch otherwise)."""
+    an ONNX file, run by `runtime`: 'torch', 'onnx' (onnxruntime), 'auto' (a torch model on
+    whichever of the two is faster for each batch size; torch for what cannot be exported) or
+    None, the model's own (onnx for an ONNX file, torch otherwise)."""
     if runtime not in (None, *RUNTIMES):
         raise FacerecError(f"unknown runtime '{runtime}' (use {' or '.join(RUNTIMES)})")
     if is_onnx_file(spec):
         return _load_onnx_file(spec, device, runtime)
     model = _load_torch_model(spec, device)
+    if runtime == "auto":
+        model.auto = auto_choice(model.net, model.card, torch.device(device))
     return on_onnxruntime(model, device) if runtime == "onnx" else model
 
 
 def _load_onnx_file(path: str | Path, device: str | torch.device, runtime: str | None) -> RecognitionModel:
     if runtime == "torch":
-        raise FacerecError(f"{path} is an ONNX model: it runs on onnxruntime only (runtime onnx, not torch)")
+        raise FacerecError(f"{path} is an ONNX model: it runs on onnxruntime only (runtime onnx or auto, not torch)")
     return RecognitionModel(*read_onnx(path, device))
 
 
