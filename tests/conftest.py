@@ -14,6 +14,17 @@ from facerec.data import SyntheticFaces
 from facerec.train.logger import read_metrics
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_onnx_cache(tmp_path_factory):
+    """Models the auto/onnx runtimes export (and measure) go to the session's folder, not the
+    user's ~/.cache (servers started as processes still use theirs)."""
+    from facerec.models import onnx_file
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(onnx_file, "ONNX_CACHE", tmp_path_factory.mktemp("onnx-cache"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tree(tmp_path_factory):
     """Synthetic faces as an identity-folder tree: 4 people x 3 images, 40x40 PNG."""
