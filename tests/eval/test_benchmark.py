@@ -101,6 +101,12 @@ def test_degraded_entries_are_rows_of_their_own(pair_files):
     assert [(r.degrade, r.flip) for r in bench.rows] == [(0, True), (8, True)]
     assert bench.rows[0].summary != bench.rows[1].summary  # the 8 px faces are other images
     assert "pairs (none, 8 px)" in markdown_table(bench)
+    named = BenchmarkSets(lfw="L", bins=["b.bin"], templates=["T"]).entries("mtcnn")
+    assert [(e.name, e.options, e.detector) for e in named] == [
+        ("lfw", {"root": "L", "folds": None}, "mtcnn"),
+        ("bin", {"file": "b.bin"}, "none"),  # .bin files hold aligned crops
+        ("templates", {"root": "T"}, "mtcnn"),
+    ]
 
 
 def test_protocol_list_files(tmp_path):

@@ -12,12 +12,14 @@ from facerec.eval.benchmark import BenchmarkSets, markdown_table, pipeline_sourc
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
-    sets = BenchmarkSets(args.lfw, args.lfw_folds, args.pairs, args.bin, args.identify)
+    sets = BenchmarkSets(args.lfw, args.lfw_folds, args.pairs, args.bin, args.identify, args.templates)
     entries = sets.entries(args.detector, args.degrade)
     if args.protocols:
         entries += read_protocol_list(args.protocols)
     if not entries:
-        raise ConfigError("nothing to run: give --protocols FILE and/or data sets (--lfw, --pairs, --bin, --identify)")
+        raise ConfigError(
+            "nothing to run: give --protocols FILE and/or data sets (--lfw, --pairs, --bin, --identify, --templates)"
+        )
     pipelines = pipeline_source(args.model, args.runtime, device=args.device, batch_size=args.batch_size)
     out = Path(args.out)
     bench = run_benchmark(entries, pipelines, out_dir=out, progress=True)
@@ -39,6 +41,7 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", nargs="*", default=[], help="pairs CSVs (path1,path2,label[,fold])")
     p.add_argument("--bin", nargs="*", default=[], help="insightface .bin files of aligned pairs")
     p.add_argument("--identify", nargs="*", default=[], help="identity-folder trees for 1:N identification")
+    p.add_argument("--templates", nargs="*", default=[], help="template sets in the IJB-C layout (eval templates)")
     p.add_argument("--detector", default="mtcnn", help="how faces are found in the sets named by flags")
     p.add_argument(
         "--degrade", type=int, nargs="+", default=[0], help="also score faces degraded to N px (0: as they are)"

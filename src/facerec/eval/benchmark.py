@@ -40,8 +40,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("tar_at_far_1e-06", "TAR@FAR 1e-6"),
     ("rank1", "rank-1"),
     ("rank5", "rank-5"),
+    ("tpir_at_fpir_0.1", "TPIR@FPIR 1e-1"),
+    ("tpir_at_fpir_0.01", "TPIR@FPIR 1e-2"),
 )
-PERCENT = {"accuracy", "eer", "rank1", "rank5"} | {key for key, _ in COLUMNS if key.startswith("tar_at_far")}
+PERCENT = {"accuracy", "eer", "rank1", "rank5"} | {key for key, _ in COLUMNS if key.startswith(("tar_", "tpir_"))}
 
 
 @dataclass
@@ -234,6 +236,7 @@ class BenchmarkSets:
     pairs: list[str] = field(default_factory=list)
     bins: list[str] = field(default_factory=list)
     identify: list[str] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)  # IJB-layout folders (IJB-C file names)
 
     def entries(self, detector: str, degrades: Sequence[int] = (0,)) -> list[ProtocolConfig]:
         """One entry per set and degradation; `.bin` files hold aligned crops (detector none)."""
@@ -243,4 +246,5 @@ class BenchmarkSets:
         named += [("pairs", {"csv": csv}, detector) for csv in self.pairs]
         named += [("bin", {"file": file}, "none") for file in self.bins]
         named += [("identify", {"root": root}, detector) for root in self.identify]
+        named += [("templates", {"root": root}, detector) for root in self.templates]
         return [ProtocolConfig(name, options, det, degrade) for degrade in degrades for name, options, det in named]
