@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from facerec.align.pipeline import PRE_ALIGNED, AlignPolicy, NoFaceError, build_aligner
+from facerec.align.kept import kept_from_crop, kept_from_landmarks, model_crop
+from facerec.align.pipeline import DLIB_NATIVE, PRE_ALIGNED, AlignPolicy, NoFaceError, build_aligner
 from facerec.align.types import Aligned, Face
 from facerec.core.device import pick_device
 from facerec.core.files import atomic_path, save_npz, write_json
@@ -251,6 +252,31 @@ class RecognitionPipeline:
         """The embedding of the chosen face of one image; NoFaceError when it shows none."""
         crop = self.align(image).crop
         return self.embed_tensors(to_tensor(crop)[None])[0].cpu().numpy()
+
+    # ---- crops a gallery keeps (align/kept.py), for a later model -------------------------------
+    def represent_keeping_crop(self, image: Image) -> tuple[np.ndarray, np.ndarray]:
+        """`represent`, and the face's crop in the model-independent kept frame."""
+        array = _decoded(image)
+        aligned = self._align_array(array, image)
+        embedding = self.embed_tensors(to_tensor(aligned.crop)[None])[0].cpu().numpy()
+        return embedding, self._kept_crop(array, aligned)
+
+    def _kept_crop(self, array: np.ndarray, aligned: Aligned) -> np.ndarray:
+        if self.aligner is None:  # pre-aligned input: the image is a crop on the ArcFace template
+            return kept_from_crop(array, np.asarray(arcface_template(array.shape[1])))
+        if aligned.face is not None and self.detector != DLIB_NATIVE:  # dlib's own landmarks are other points
+            return kept_from_landmarks(array, aligned.face.landmarks)
+        return kept_from_crop(aligned.crop, np.asarray(self.model.template))
+
+    def embed_kept(self, kept: Sequence[np.ndarray], progress: bool = True) -> np.ndarray:
+        """L2-normalized embeddings (with the pipeline's flip setting) of kept crops, each cut
+        for this model first."""
+        parts = []
+        for batch in self._batches(kept, progress, "embedding kept crops"):
+            crops = [model_crop(k, np.asarray(self.model.template), self.model.input_size) for k in batch]
+            crops = [self.transform(c) for c in crops] if self.transform is not None else crops
+            parts.append(self.embed_tensors(torch.stack([to_tensor(c) for c in crops])).cpu())
+        return torch.cat(parts).numpy() if parts else np.zeros((0, self.model.card.embedding_size), np.float32)
 
     def run(self, images: Sequence[Image], every_face: bool = False, progress: bool = False) -> list[ImageResult]:
         """For each image: every face found, the chosen face and its embedding (and, with

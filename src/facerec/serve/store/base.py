@@ -4,10 +4,16 @@ A gallery holds the embeddings of one model (its digest) seen through one pipeli
 the people in it, named by the operator; faces are embeddings of a subject with JSON metadata.
 Every backend stores vectors L2-normalized and scores by inner product (cosine). No method
 returns a vector except `vectors(...)`, which is asked for explicitly.
+
+A gallery may keep each face's aligned crop (`keep_crops`, chosen when it is created), sealed
+like the vectors and erased with them: with the crops, a gallery can be embedded again by a new
+model (serve/migrate.py) instead of asking everyone to enroll again. `crops(...)` is the one way
+a crop leaves the store.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from abc import ABC, abstractmethod
@@ -63,6 +69,8 @@ class GalleryRecord:
     dimension: int  # embedding size
     threshold: float | None  # the operator's threshold; None: the model card's for the pipeline
     created: str  # UTC, ISO 8601
+    keep_crops: bool = False  # each face's aligned crop is kept (sealed) beside its vector
+    migration: Metadata | None = None  # how the vectors came from another model's gallery, if they did
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class NewFace:
     subject: str
     embedding: np.ndarray
     metadata: Metadata = field(default_factory=dict)
+    crop: np.ndarray | None = None  # the aligned crop (H, W, 3 uint8): kept only where the gallery keeps crops
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,32 @@ def face_vector(face: NewFace, dimension: int) -> np.ndarray:
     return vector
 
 
+def encode_crop(crop: np.ndarray, what: str) -> bytes:
+    """A crop as PNG bytes (lossless: a re-embedding sees the pixels that were enrolled)."""
+    from PIL import Image
+
+    array = np.asarray(crop)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
+        raise StoreError(f"{what}: a crop is an (H, W, 3) uint8 RGB image, got {array.dtype} of shape {array.shape}")
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def decode_crop(data: bytes, what: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise StoreError(f"{what}: the stored crop is not an image (damaged store): {exc}") from exc
+
+
+def migration_json(migration: Metadata | None, what: str) -> str | None:
+    return None if migration is None else metadata_json(migration, what)
+
+
 def check_threshold(threshold: float | None) -> float | None:
     if threshold is not None and not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
         raise StoreError(f"gallery threshold {threshold} is not a cosine similarity in [-1, 1]")
@@ -177,8 +212,18 @@ class GalleryStore(ABC):
     # galleries
     @abstractmethod
     def create_gallery(
-        self, name: str, model: str, digest: str, pipeline: Metadata, dimension: int, threshold: float | None = None
-    ) -> GalleryRecord: ...
+        self,
+        name: str,
+        model: str,
+        digest: str,
+        pipeline: Metadata,
+        dimension: int,
+        threshold: float | None = None,
+        keep_crops: bool = False,
+        migration: Metadata | None = None,
+    ) -> GalleryRecord:
+        """A new gallery; `keep_crops`: keep each face's aligned crop; `migration`: the record of
+        the gallery its vectors were carried over from (serve/migrate.py)."""
 
     @abstractmethod
     def gallery(self, name: str) -> GalleryRecord:
@@ -221,7 +266,12 @@ class GalleryStore(ABC):
             check_name(face.subject, "subject")
         texts = [metadata_json(f.metadata, f"the face of {f.subject!r}") for f in faces]
         rows = unit_rows([face_vector(f, record.dimension) for f in faces], record.dimension, "add")
-        return self._insert_faces(record, faces, rows, texts, create_subjects)
+        # a gallery that does not keep crops drops them here: they never reach the backend
+        crops = [
+            encode_crop(f.crop, f"the face of {f.subject!r}") if record.keep_crops and f.crop is not None else None
+            for f in faces
+        ]
+        return self._insert_faces(record, faces, rows, texts, create_subjects, crops)
 
     def add_face(
         self, gallery: str, subject: str, embedding: np.ndarray, metadata: Metadata | None = None
@@ -236,8 +286,10 @@ class GalleryStore(ABC):
         rows: np.ndarray,
         metadata: list[str],
         create_subjects: bool,
+        crops: list[bytes | None] | None = None,
     ) -> list[FaceRecord]:
-        """Write checked faces: `rows` are their unit vectors, `metadata` their JSON texts."""
+        """Write checked faces: `rows` are their unit vectors, `metadata` their JSON texts,
+        `crops` their encoded crops (None: none kept)."""
 
     @abstractmethod
     def faces(self, gallery: str, subject: str | None = None) -> list[FaceRecord]: ...
@@ -249,6 +301,10 @@ class GalleryStore(ABC):
     def vectors(self, gallery: str, face_ids: Sequence[int]) -> np.ndarray:
         """The stored (unit) vectors of these faces, in their order: the one way vectors leave
         the store."""
+
+    @abstractmethod
+    def crops(self, gallery: str, face_ids: Sequence[int]) -> list[np.ndarray | None]:
+        """The kept crop of each face, in their order (None where none was kept)."""
 
     # search
     def search(self, gallery: str, queries: Any, k: int = 5) -> list[list[Match]]:

@@ -52,6 +52,7 @@ from facerec.serve.store.base import (
     UnknownSubject,
     check_name,
     check_threshold,
+    decode_crop,
     metadata_json,
     utc_now,
 )
@@ -60,10 +61,15 @@ from facerec.serve.store.index import GalleryIndex, IndexPolicy
 from facerec.serve.store.sqlite import (
     ENCRYPTION_AES_GCM,
     ENCRYPTION_NONE,
+    GALLERY_COLUMNS,
     KEY_CHECK,
     SCHEMA_VERSION,
     VECTOR_DTYPE,
+    crop_aad,
     face_aad,
+    gallery_record,
+    gallery_row,
+    new_gallery_record,
 )
 
 SCHEMA = [
@@ -77,7 +83,9 @@ SCHEMA = [
         dimension INTEGER NOT NULL CHECK (dimension > 0),
         threshold DOUBLE PRECISION,
         created TEXT NOT NULL,
-        version BIGINT NOT NULL DEFAULT 0
+        version BIGINT NOT NULL DEFAULT 0,
+        keep_crops BOOLEAN NOT NULL DEFAULT FALSE,
+        migration TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS subjects (
         id BIGSERIAL PRIMARY KEY,
@@ -92,10 +100,19 @@ SCHEMA = [
         subject_id BIGINT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
         vector BYTEA NOT NULL,
         metadata TEXT NOT NULL,
-        created TEXT NOT NULL
+        created TEXT NOT NULL,
+        crop BYTEA
     )""",
     "CREATE INDEX IF NOT EXISTS faces_by_subject ON faces (subject_id)",
 ]
+# What brings a store of the schema before each version up to it (one transaction per step).
+UPGRADES = {
+    2: [
+        "ALTER TABLE galleries ADD COLUMN IF NOT EXISTS keep_crops BOOLEAN NOT NULL DEFAULT FALSE",
+        "ALTER TABLE galleries ADD COLUMN IF NOT EXISTS migration TEXT",
+        "ALTER TABLE faces ADD COLUMN IF NOT EXISTS crop BYTEA",
+    ],
+}
 SCHEMA_LOCK = 0x66616365  # advisory lock: two replicas starting together create the schema once
 
 log = logging.getLogger(__name__)
@@ -151,9 +168,25 @@ class PostgresStore(GalleryStore):
                 raise StoreError(f"gallery store not found: {self.location} has no facerec tables")
             meta = self._create_schema(key, plaintext)
         version = int(meta.get("schema", "0"))
+        if 1 <= version < SCHEMA_VERSION:
+            version = self._upgrade()
         if version != SCHEMA_VERSION:
             raise StoreError(f"{self.location} has store schema {version}; this facerec reads schema {SCHEMA_VERSION}")
         return self._cipher_for(meta, key)
+
+    def _upgrade(self) -> int:
+        """Bring an older store up to SCHEMA_VERSION, one transaction per version, under the
+        schema lock (replicas starting together upgrade it once)."""
+        while True:
+            with self._write() as db:
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                version = int(db.execute("SELECT value FROM facerec_meta WHERE key = 'schema'").fetchone()[0])
+                if version >= SCHEMA_VERSION:
+                    return version
+                for statement in UPGRADES[version + 1]:
+                    db.execute(statement)
+                db.execute("UPDATE facerec_meta SET value = %s WHERE key = 'schema'", (str(version + 1),))
+            log.info("gallery store %s: schema %d upgraded to %d", self.location, version, version + 1)
 
     def _read_meta(self) -> dict[str, str]:
         with self._lock:
@@ -258,33 +291,37 @@ class PostgresStore(GalleryStore):
 
     # ---- galleries ----------------------------------------------------------------------------
     def create_gallery(
-        self, name: str, model: str, digest: str, pipeline: Metadata, dimension: int, threshold: float | None = None
+        self,
+        name: str,
+        model: str,
+        digest: str,
+        pipeline: Metadata,
+        dimension: int,
+        threshold: float | None = None,
+        keep_crops: bool = False,
+        migration: Metadata | None = None,
     ) -> GalleryRecord:
-        check_name(name, "gallery")
-        if not digest:
-            raise StoreError(f"gallery '{name}': the model's digest is empty (a gallery records which model made it)")
-        if int(dimension) < 1:
-            raise StoreError(f"gallery '{name}': embedding size {dimension} is not positive")
-        record = GalleryRecord(name, model, digest, pipeline, int(dimension), check_threshold(threshold), utc_now())
-        row = (name, model, digest, metadata_json(pipeline, f"gallery '{name}'"), record.dimension, threshold)
+        record = new_gallery_record(name, model, digest, pipeline, dimension, threshold, keep_crops, migration)
+        row = gallery_row(record)
+        row = (*row[:7], bool(row[7]), row[8])  # keep_crops is a boolean column here
         with self._write() as db:
             inserted = db.execute(
-                "INSERT INTO galleries (name, model, digest, pipeline, dimension, threshold, created) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING id",
-                (*row, record.created),
+                f"INSERT INTO galleries ({GALLERY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (name) DO NOTHING RETURNING id",
+                row,
             ).fetchone()
             if inserted is None:
                 raise AlreadyExists(f"gallery '{name}' already exists in {self.location}")
         return record
 
     def _gallery_row(self, name: str, lock: bool = False) -> tuple[int, GalleryRecord]:
-        query = "SELECT id, name, model, digest, pipeline, dimension, threshold, created FROM galleries WHERE name = %s"
+        query = f"SELECT id, {GALLERY_COLUMNS} FROM galleries WHERE name = %s"
         row = self._db.execute(query + (" FOR UPDATE" if lock else ""), (name,)).fetchone()
         if row is None:
             names = [r[0] for r in self._db.execute("SELECT name FROM galleries ORDER BY name")]
             known = f"galleries: {', '.join(names)}" if names else "it has no gallery yet"
             raise UnknownGallery(f"no gallery '{name}' in {self.location} ({known})")
-        return row[0], _gallery_record(row[1:])
+        return row[0], gallery_record(row[1:])
 
     def gallery(self, name: str) -> GalleryRecord:
         with self._lock:
@@ -292,10 +329,8 @@ class PostgresStore(GalleryStore):
 
     def galleries(self) -> list[GalleryRecord]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT name, model, digest, pipeline, dimension, threshold, created FROM galleries ORDER BY name"
-            ).fetchall()
-        return [_gallery_record(row) for row in rows]
+            rows = self._db.execute(f"SELECT {GALLERY_COLUMNS} FROM galleries ORDER BY name").fetchall()
+        return [gallery_record(row) for row in rows]
 
     def delete_gallery(self, name: str) -> None:
         with self._lock:
@@ -376,8 +411,10 @@ class PostgresStore(GalleryStore):
         rows: np.ndarray,
         metadata: list[str],
         create_subjects: bool,
+        crops: list[bytes | None] | None = None,
     ) -> list[FaceRecord]:
         created = utc_now()
+        crops = crops or [None] * len(faces)
         with self._lock:
             with self._write() as db:
                 gallery_id, _ = self._gallery_row(gallery.name, lock=True)
@@ -385,10 +422,13 @@ class PostgresStore(GalleryStore):
                 ids = self._next_face_ids(len(faces))
                 with db.cursor() as cursor:
                     cursor.executemany(
-                        "INSERT INTO faces (id, subject_id, vector, metadata, created) VALUES (%s, %s, %s, %s, %s)",
+                        "INSERT INTO faces (id, subject_id, vector, metadata, created, crop) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)",
                         [
-                            (face_id, subjects[face.subject], self._seal(face_id, row), text, created)
-                            for face_id, face, row, text in zip(ids, faces, rows, metadata, strict=True)
+                            (face_id, subjects[face.subject], self._seal(face_id, row), text, created, sealed)
+                            for face_id, face, row, text, sealed in zip(
+                                ids, faces, rows, metadata, self._seal_crops(ids, crops), strict=True
+                            )
                         ],
                     )
                 version = self._bump(gallery_id)
@@ -423,6 +463,9 @@ class PostgresStore(GalleryStore):
 
     def _seal(self, face_id: int, row: np.ndarray) -> bytes:
         return self._cipher.seal(row.astype(VECTOR_DTYPE).tobytes(), face_aad(face_id))
+
+    def _seal_crops(self, ids: list[int], crops: list[bytes | None]) -> list[bytes | None]:
+        return [None if c is None else self._cipher.seal(c, crop_aad(i)) for i, c in zip(ids, crops, strict=True)]
 
     def _unseal(self, face_id: int, blob: bytes, dimension: int) -> np.ndarray:
         vector = np.frombuffer(self._cipher.open(bytes(blob), face_aad(face_id)), dtype=VECTOR_DTYPE)
@@ -472,6 +515,24 @@ class PostgresStore(GalleryStore):
                     raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
                 found[face_id] = self._unseal(face_id, row[0], record.dimension)
         return np.stack([found[int(i)] for i in face_ids]) if found else np.zeros((0, record.dimension), np.float32)
+
+    def crops(self, gallery: str, face_ids: Sequence[int]) -> list[np.ndarray | None]:
+        with self._lock:
+            gallery_id, _ = self._gallery_row(gallery)
+            found = []
+            for face_id in (int(i) for i in face_ids):
+                row = self._db.execute(
+                    "SELECT f.crop FROM faces f JOIN subjects s ON s.id = f.subject_id "
+                    "WHERE f.id = %s AND s.gallery_id = %s",
+                    (face_id, gallery_id),
+                ).fetchone()
+                if row is None:
+                    raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
+                found.append(None if row[0] is None else self._open_crop(face_id, row[0]))
+        return found
+
+    def _open_crop(self, face_id: int, blob: bytes) -> np.ndarray:
+        return decode_crop(self._cipher.open(bytes(blob), crop_aad(face_id)), f"face {face_id} in {self.location}")
 
     # ---- the in-memory index, kept in step with the database ----------------------------------
     def _current_index(self, gallery_id: int, version: int) -> GalleryIndex | None:
@@ -552,8 +613,3 @@ class PostgresStore(GalleryStore):
             except StoreError as exc:
                 problems.append(str(exc))
         return problems
-
-
-def _gallery_record(row: Sequence[Any]) -> GalleryRecord:
-    name, model, digest, pipeline, dimension, threshold, created = row
-    return GalleryRecord(name, model, digest, json.loads(pipeline), dimension, threshold, created)

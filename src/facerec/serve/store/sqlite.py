@@ -4,7 +4,8 @@ Durability: WAL journal with `synchronous=FULL`, one transaction per operation, 
 returned survives a crash or power loss, and a write that raised left nothing behind. Erasure:
 `secure_delete` overwrites deleted rows, and a checkpoint after each deletion moves the
 overwritten pages out of the write-ahead log. Vectors are float32 BLOBs, sealed with AES-GCM
-when the store has a key (crypto.py). The index of a gallery is built from the file the first
+when the store has a key (crypto.py); so are the crops of galleries that keep them (PNG bytes, in
+the face's row: erased with it). The index of a gallery is built from the file the first
 time it is searched (`warm` builds them all at start) and rebuilt when another process wrote to
 the file since.
 """
@@ -39,13 +40,15 @@ from facerec.serve.store.base import (
     UnknownSubject,
     check_name,
     check_threshold,
+    decode_crop,
     metadata_json,
+    migration_json,
     utc_now,
 )
 from facerec.serve.store.crypto import KEY_ENV, PlainVectors, VectorCipher
 from facerec.serve.store.index import GalleryIndex, IndexPolicy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: galleries.keep_crops and .migration, faces.crop
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS galleries (
@@ -56,7 +59,9 @@ CREATE TABLE IF NOT EXISTS galleries (
     pipeline TEXT NOT NULL,
     dimension INTEGER NOT NULL CHECK (dimension > 0),
     threshold REAL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    keep_crops INTEGER NOT NULL DEFAULT 0,
+    migration TEXT
 );
 CREATE TABLE IF NOT EXISTS subjects (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,10 +76,20 @@ CREATE TABLE IF NOT EXISTS faces (
     subject_id INTEGER NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
     vector BLOB NOT NULL,
     metadata TEXT NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    crop BLOB
 );
 CREATE INDEX IF NOT EXISTS faces_by_subject ON faces (subject_id);
 """
+# What brings a store of the schema before each version up to it (one transaction per step).
+UPGRADES = {
+    2: [
+        "ALTER TABLE galleries ADD COLUMN keep_crops INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE galleries ADD COLUMN migration TEXT",
+        "ALTER TABLE faces ADD COLUMN crop BLOB",
+    ],
+}
+GALLERY_COLUMNS = "name, model, digest, pipeline, dimension, threshold, created, keep_crops, migration"
 ENCRYPTION_NONE, ENCRYPTION_AES_GCM = "none", "aes-256-gcm"
 KEY_CHECK = b"facerec gallery store"  # sealed with the key at creation: a wrong key fails to open it
 VECTOR_DTYPE = np.dtype("<f4")
@@ -84,6 +99,11 @@ log = logging.getLogger(__name__)
 
 def face_aad(face_id: int) -> bytes:
     return f"face {face_id}".encode()
+
+
+def crop_aad(face_id: int) -> bytes:
+    """Another name than the vector's: a sealed crop copied onto the vector column does not open."""
+    return f"crop {face_id}".encode()
 
 
 class SQLiteStore(GalleryStore):
@@ -140,9 +160,24 @@ class SQLiteStore(GalleryStore):
         if not meta:
             meta = self._create_schema(key, plaintext)
         version = int(meta.get("schema", "0"))
+        if 1 <= version < SCHEMA_VERSION:
+            version = self._upgrade()
         if version != SCHEMA_VERSION:
             raise StoreError(f"{self.path} has store schema {version}; this facerec reads schema {SCHEMA_VERSION}")
         return self._cipher_for(meta, key)
+
+    def _upgrade(self) -> int:
+        """Bring an older store up to SCHEMA_VERSION, one transaction per version (inside the
+        write lock, so two processes opening it together upgrade it once)."""
+        while True:
+            with self._write() as db:
+                version = int(db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0])
+                if version >= SCHEMA_VERSION:
+                    return version
+                for statement in UPGRADES[version + 1]:
+                    db.execute(statement)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(version + 1),))
+            log.info("gallery store %s: schema %d upgraded to %d", self.path, version, version + 1)
 
     def _read_meta(self) -> dict[str, str]:
         db = self._db
@@ -231,35 +266,32 @@ class SQLiteStore(GalleryStore):
 
     # ---- galleries ----------------------------------------------------------------------------
     def create_gallery(
-        self, name: str, model: str, digest: str, pipeline: Metadata, dimension: int, threshold: float | None = None
+        self,
+        name: str,
+        model: str,
+        digest: str,
+        pipeline: Metadata,
+        dimension: int,
+        threshold: float | None = None,
+        keep_crops: bool = False,
+        migration: Metadata | None = None,
     ) -> GalleryRecord:
-        check_name(name, "gallery")
-        if not digest:
-            raise StoreError(f"gallery '{name}': the model's digest is empty (a gallery records which model made it)")
-        if int(dimension) < 1:
-            raise StoreError(f"gallery '{name}': embedding size {dimension} is not positive")
-        record = GalleryRecord(name, model, digest, pipeline, int(dimension), check_threshold(threshold), utc_now())
-        row = (name, model, digest, metadata_json(pipeline, f"gallery '{name}'"), record.dimension, threshold)
+        record = new_gallery_record(name, model, digest, pipeline, dimension, threshold, keep_crops, migration)
         with self._write() as db:
             if db.execute("SELECT 1 FROM galleries WHERE name = ?", (name,)).fetchone():
                 raise AlreadyExists(f"gallery '{name}' already exists in {self.path}")
             db.execute(
-                "INSERT INTO galleries (name, model, digest, pipeline, dimension, threshold, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (*row, record.created),
+                f"INSERT INTO galleries ({GALLERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", gallery_row(record)
             )
         return record
 
     def _gallery_row(self, name: str) -> tuple[int, GalleryRecord]:
-        row = self._db.execute(
-            "SELECT id, name, model, digest, pipeline, dimension, threshold, created FROM galleries WHERE name = ?",
-            (name,),
-        ).fetchone()
+        row = self._db.execute(f"SELECT id, {GALLERY_COLUMNS} FROM galleries WHERE name = ?", (name,)).fetchone()
         if row is None:
             names = [r[0] for r in self._db.execute("SELECT name FROM galleries ORDER BY name")]
             known = f"galleries: {', '.join(names)}" if names else "it has no gallery yet"
             raise UnknownGallery(f"no gallery '{name}' in {self.path} ({known})")
-        return row[0], _gallery_record(row[1:])
+        return row[0], gallery_record(row[1:])
 
     def gallery(self, name: str) -> GalleryRecord:
         with self._lock:
@@ -267,10 +299,8 @@ class SQLiteStore(GalleryStore):
 
     def galleries(self) -> list[GalleryRecord]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT name, model, digest, pipeline, dimension, threshold, created FROM galleries ORDER BY name"
-            ).fetchall()
-        return [_gallery_record(row) for row in rows]
+            rows = self._db.execute(f"SELECT {GALLERY_COLUMNS} FROM galleries ORDER BY name").fetchall()
+        return [gallery_record(row) for row in rows]
 
     def delete_gallery(self, name: str) -> None:
         with self._lock:
@@ -351,18 +381,22 @@ class SQLiteStore(GalleryStore):
         rows: np.ndarray,
         metadata: list[str],
         create_subjects: bool,
+        crops: list[bytes | None] | None = None,
     ) -> list[FaceRecord]:
         created = utc_now()
+        crops = crops or [None] * len(faces)
         with self._lock:
             with self._write() as db:
                 gallery_id, _ = self._gallery_row(gallery.name)
                 subjects = self._subject_ids(gallery_id, gallery.name, [f.subject for f in faces], create_subjects)
                 ids = self._next_face_ids(len(faces))
                 db.executemany(
-                    "INSERT INTO faces (id, subject_id, vector, metadata, created) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO faces (id, subject_id, vector, metadata, created, crop) VALUES (?, ?, ?, ?, ?, ?)",
                     (
-                        (face_id, subjects[face.subject], self._seal(face_id, row), text, created)
-                        for face_id, face, row, text in zip(ids, faces, rows, metadata, strict=True)
+                        (face_id, subjects[face.subject], self._seal(face_id, row), text, created, sealed)
+                        for face_id, face, row, text, sealed in zip(
+                            ids, faces, rows, metadata, self._seal_crops(ids, crops), strict=True
+                        )
                     ),
                 )
             if gallery_id in self._indexes:  # committed: now the index may show them
@@ -396,6 +430,9 @@ class SQLiteStore(GalleryStore):
 
     def _seal(self, face_id: int, row: np.ndarray) -> bytes:
         return self._cipher.seal(row.astype(VECTOR_DTYPE).tobytes(), face_aad(face_id))
+
+    def _seal_crops(self, ids: list[int], crops: list[bytes | None]) -> list[bytes | None]:
+        return [None if c is None else self._cipher.seal(c, crop_aad(i)) for i, c in zip(ids, crops, strict=True)]
 
     def _unseal(self, face_id: int, blob: bytes, dimension: int) -> np.ndarray:
         vector = np.frombuffer(self._cipher.open(blob, face_aad(face_id)), dtype=VECTOR_DTYPE)
@@ -450,6 +487,24 @@ class SQLiteStore(GalleryStore):
                 found[face_id] = self._unseal(face_id, row[0], record.dimension)
         return np.stack([found[int(i)] for i in face_ids]) if found else np.zeros((0, record.dimension), np.float32)
 
+    def crops(self, gallery: str, face_ids: Sequence[int]) -> list[np.ndarray | None]:
+        with self._lock:
+            gallery_id, _ = self._gallery_row(gallery)
+            found = []
+            for face_id in (int(i) for i in face_ids):
+                row = self._db.execute(
+                    "SELECT f.crop FROM faces f JOIN subjects s ON s.id = f.subject_id "
+                    "WHERE f.id = ? AND s.gallery_id = ?",
+                    (face_id, gallery_id),
+                ).fetchone()
+                if row is None:
+                    raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
+                found.append(None if row[0] is None else self._open_crop(face_id, row[0]))
+        return found
+
+    def _open_crop(self, face_id: int, blob: bytes) -> np.ndarray:
+        return decode_crop(self._cipher.open(bytes(blob), crop_aad(face_id)), f"face {face_id} in {self.location}")
+
     # ---- search -------------------------------------------------------------------------------
     def _search(self, gallery: GalleryRecord, queries: np.ndarray, k: int) -> list[list[Match]]:
         with self._lock:
@@ -494,6 +549,54 @@ class SQLiteStore(GalleryStore):
         return problems
 
 
-def _gallery_record(row: Sequence[Any]) -> GalleryRecord:
-    name, model, digest, pipeline, dimension, threshold, created = row
-    return GalleryRecord(name, model, digest, json.loads(pipeline), dimension, threshold, created)
+def new_gallery_record(
+    name: str,
+    model: str,
+    digest: str,
+    pipeline: Metadata,
+    dimension: int,
+    threshold: float | None,
+    keep_crops: bool,
+    migration: Metadata | None,
+) -> GalleryRecord:
+    """The record of a new gallery, its input checked (both backends)."""
+    check_name(name, "gallery")
+    if not digest:
+        raise StoreError(f"gallery '{name}': the model's digest is empty (a gallery records which model made it)")
+    if int(dimension) < 1:
+        raise StoreError(f"gallery '{name}': embedding size {dimension} is not positive")
+    metadata_json(pipeline, f"gallery '{name}'")
+    migration_json(migration, f"the migration record of gallery '{name}'")
+    kept, threshold = bool(keep_crops), check_threshold(threshold)
+    return GalleryRecord(name, model, digest, pipeline, int(dimension), threshold, utc_now(), kept, migration)
+
+
+def gallery_row(record: GalleryRecord) -> tuple[Any, ...]:
+    """The values of GALLERY_COLUMNS for a record."""
+    return (
+        record.name,
+        record.model,
+        record.digest,
+        metadata_json(record.pipeline, f"gallery '{record.name}'"),
+        record.dimension,
+        record.threshold,
+        record.created,
+        int(record.keep_crops),
+        migration_json(record.migration, f"gallery '{record.name}'"),
+    )
+
+
+def gallery_record(row: Sequence[Any]) -> GalleryRecord:
+    """A record from the values of GALLERY_COLUMNS (both backends)."""
+    name, model, digest, pipeline, dimension, threshold, created, keep_crops, migration = row
+    return GalleryRecord(
+        name,
+        model,
+        digest,
+        json.loads(pipeline),
+        dimension,
+        threshold,
+        created,
+        bool(keep_crops),
+        None if migration is None else json.loads(migration),
+    )
