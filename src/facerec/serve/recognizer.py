@@ -120,17 +120,27 @@ class FaceRecognizer:
         return Verification(score, self.threshold, score >= self.threshold)
 
     # ---- galleries ----------------------------------------------------------------------
-    def open_gallery(self, store: GalleryStore, name: str, create: bool = False) -> GalleryRecord:
-        """The gallery `name` of `store` (made for this pipeline when `create` and there is none),
-        refused when another model's embeddings are in it."""
+    def open_gallery(
+        self, store: GalleryStore, name: str, create: bool = False, keep_crops: bool = False
+    ) -> GalleryRecord:
+        """The gallery `name` of `store` (made for this pipeline when `create` and there is none,
+        keeping each face's aligned crop if `keep_crops`), refused when another model's
+        embeddings are in it."""
         model = self.pipeline.model
         try:
-            return store.check_model(name, model.name, model.digest)
+            record = store.check_model(name, model.name, model.digest)
         except UnknownGallery:
             if not create:
                 raise
-        pipeline = self.pipeline.describe()
-        return store.create_gallery(name, model.name, model.digest, pipeline, model.card.embedding_size)
+            pipeline = self.pipeline.describe()
+            size = model.card.embedding_size
+            return store.create_gallery(name, model.name, model.digest, pipeline, size, keep_crops=keep_crops)
+        if keep_crops and not record.keep_crops:
+            raise FacerecError(
+                f"gallery '{name}' was created without keeping crops (chosen when a gallery is created): "
+                "enroll into a new gallery to keep them"
+            )
+        return record
 
     def enroll_tree(
         self,
@@ -139,17 +149,19 @@ class FaceRecognizer:
         root: str | Path,
         name: str | None = None,
         min_quality: float | None = None,
+        keep_crops: bool = False,
     ) -> Enrollment:
         """Enroll `root/<person>/<images>` (or every image under `root` as `name`) into `gallery`,
         one transaction per person, so an interrupted run keeps the people it finished. Images
         with no face, a face below `min_quality` (its quality then goes into the face's metadata)
-        or that cannot be read are skipped, with the reason; nothing enrolled is an error."""
+        or that cannot be read are skipped, with the reason; nothing enrolled is an error. A new
+        gallery keeps each face's aligned crop when `keep_crops` (for a later model: serve/migrate.py)."""
         check_min_quality(min_quality)
         jobs = enrollment_jobs(root, name)  # a bad folder is refused before a gallery is made
-        self.open_gallery(store, gallery, create=True)
+        record = self.open_gallery(store, gallery, create=True, keep_crops=keep_crops)
         report = Enrollment()
         for person, images in jobs:
-            faces = self._faces_of(person, images, report.skipped, min_quality)
+            faces = self._faces_of(person, images, report.skipped, min_quality, record.keep_crops)
             store.add_faces(gallery, faces)
             report.added += len(faces)
         if not report.added:
@@ -158,20 +170,30 @@ class FaceRecognizer:
         return report
 
     def _faces_of(
-        self, person: str, images: list[Path], skipped: list[str], min_quality: float | None
+        self, person: str, images: list[Path], skipped: list[str], min_quality: float | None, keep_crops: bool
     ) -> list[NewFace]:
         faces = []
         for image in images:
             try:
-                embedding, quality = self.gated(image, min_quality)
+                embedding, quality, crop = self._face(image, min_quality, keep_crops)
             except (NoFaceError, DataError) as exc:  # LowQuality too
                 skipped.append(str(exc))
                 continue
             metadata: dict[str, Any] = {"source": str(image)}
             if quality is not None:
                 metadata["quality"] = round(quality, 4)
-            faces.append(NewFace(person, embedding, metadata))
+            faces.append(NewFace(person, embedding, metadata, crop))
         return faces
+
+    def _face(
+        self, image: Path, min_quality: float | None, keep_crop: bool
+    ) -> tuple[np.ndarray, float | None, np.ndarray | None]:
+        """The embedding, the quality (when gated) and the kept crop (when asked) of an image."""
+        if keep_crop and min_quality is None:
+            embedding, crop = self.pipeline.represent_keeping_crop(image)  # one alignment for both
+            return embedding, None, crop
+        embedding, quality = self.gated(image, min_quality)
+        return embedding, quality, self.pipeline.represent_keeping_crop(image)[1] if keep_crop else None
 
     def threshold_for(self, gallery: GalleryRecord) -> float:
         """The caller's threshold, else the gallery's (set by its operator), else the model card's."""
