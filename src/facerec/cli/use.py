@@ -48,7 +48,8 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 
 def run_enroll(args: argparse.Namespace) -> int:
     with store_from(args) as store:  # first: a missing key is refused before the model loads
-        report = recognizer(args).enroll_tree(store, args.gallery_name, args.dir, args.name, args.min_quality)
+        enroll = recognizer(args).enroll_tree
+        report = enroll(store, args.gallery_name, args.dir, args.name, args.min_quality, args.keep_crops)
         people = store.counts(args.gallery_name).subjects
     for line in report.skipped:
         print(f"skipped: {line}", file=sys.stderr)
@@ -62,6 +63,12 @@ def _enroll_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir")
     add_store_arguments(p)
     p.add_argument("--name", help="all images of DIR belong to this person")
+    p.add_argument(
+        "--keep-crops",
+        action="store_true",
+        help="a new gallery keeps each face's aligned crop, sealed like the vectors (a later model can "
+        "re-embed them: `facerec gallery migrate`)",
+    )
     add_use_arguments(p)
     add_quality_arguments(p, "images")
 
