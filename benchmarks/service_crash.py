@@ -25,6 +25,8 @@ from its write-ahead log). Then:
 
     python benchmarks/service_crash.py --backend sqlite --trials 20 --json runs/service_crash/sqlite.json
     python benchmarks/service_crash.py --backend postgres --trials 20 --json runs/service_crash/postgres.json
+    python benchmarks/service_crash.py --backend postgres --kill-database --trials 20 \
+        --json runs/service_crash/postgres_kill_database.json
 """
 
 from __future__ import annotations
