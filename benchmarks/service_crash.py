@@ -244,6 +244,9 @@ class SQLiteBackend:
     def kill_database(self) -> int:
         return 0  # an embedded SQLite store has no process of its own
 
+    def recoveries(self) -> int | None:
+        return None  # SQLite rolls its journal back when the store is opened: no log says so
+
     def close(self) -> None:
         pass
 
@@ -303,6 +306,13 @@ class PostgresBackend(SQLiteBackend):
                 os.kill(pid, signal.SIGKILL)
                 killed += 1
         return killed
+
+    def recoveries(self) -> int | None:
+        """How often the pgserver's PostgreSQL has replayed its WAL after a crash (from its log);
+        None for a server of the caller's."""
+        if self.server is None:
+            return None
+        return (self.server.pgdata / "log").read_text(errors="replace").count("automatic recovery in progress")
 
     def close(self) -> None:
         if self.server is not None:
@@ -463,6 +473,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             service.start()
             api = check_api(service, result, burst.enrolments)
             results.append(result)
+            api["database_recoveries"] = backend.recoveries()  # so far, in the whole run
             trials.append(trial_record(t, kill_after, burst, result, api, check_audit(data_dir, result)))
             tqdm.write(json.dumps(trials[-1]))
     finally:
