@@ -61,7 +61,9 @@ def list_checkpoints(directory: Path, rank: int = 0) -> list[Path]:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        # memory-mapped: arrays of millions of class rows are copied into the run from the file
+        # as they are loaded, not first read whole into memory
+        payload = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:
         raise TrainingError(f"cannot read checkpoint {path}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != "facerec-checkpoint":
