@@ -1,10 +1,11 @@
 """The gallery store: import old .npz galleries, list galleries, set a threshold, erase a
-subject, make a key."""
+subject, make a key, move a gallery to a new model."""
 
 from __future__ import annotations
 
 import argparse
 
+from facerec.cli.pipeline_options import add_runtime_argument
 from facerec.cli.registry import command
 from facerec.cli.store_options import add_store_arguments, store_from
 from facerec.serve.store.crypto import write_key_file
@@ -90,3 +91,35 @@ def run_key(args: argparse.Namespace) -> int:
 @command("gallery key", "make a new random key file for encrypting a store", run_key)
 def _key_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="the key file to create (never overwritten)")
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from facerec.serve.migrate import migrate_to_model
+
+    with store_from(args, create=False) as store:
+        models = (args.to, args.as_name, args.calibration, args.from_model, args.detector, args.device, args.runtime)
+        done = migrate_to_model(store, args.gallery, *models)
+    print(
+        f"gallery '{done.gallery.name}' of model '{done.gallery.model}': {done.re_embedded} faces embedded again "
+        f"from their kept crops, {done.mapped} mapped from '{args.gallery}'"
+    )
+    if done.fitted is not None:
+        f = done.fitted
+        print(f"map: {f.calibration} calibration faces, lambda {f.lam:g}, held-out loss {f.loss:.4f} (1 - cosine)")
+    print(f"gallery '{args.gallery}' is unchanged: delete it once '{done.gallery.name}' is checked")
+    return 0
+
+
+@command("gallery migrate", "move a gallery to a new model: kept crops embedded again, other faces mapped", run_migrate)
+def _migrate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("gallery", help="the gallery to migrate (its name in the store)")
+    p.add_argument("--to", required=True, help="the new model: default, dlib, or a model file")
+    p.add_argument("--as", dest="as_name", help="the new gallery's name (default: GALLERY-MODEL)")
+    p.add_argument(
+        "--calibration", help="a folder of face images (not the gallery's people) to fit the map old -> new on"
+    )
+    p.add_argument("--from-model", help="the gallery's model, when its recorded name does not load it (a file)")
+    p.add_argument("--detector", help="the new model's detector (default: the gallery's)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_runtime_argument(p)
+    add_store_arguments(p, gallery_name=False)

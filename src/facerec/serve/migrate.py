@@ -30,7 +30,7 @@ from facerec.core.images import image_files
 from facerec.errors import DataError
 from facerec.pipeline import RecognitionPipeline
 from facerec.serve.store import GalleryRecord, GalleryStore, NewFace, StoreError
-from facerec.serve.store.base import utc_now
+from facerec.serve.store.base import refuse_other_model, utc_now
 
 RE_EMBEDDED, MAPPED = "re-embedded from the kept crop", "mapped"
 
@@ -156,3 +156,30 @@ def migration_record(
     if fitted is not None and calibration is not None:
         record["map"] = {**fitted.record(), "calibration_source": calibration.source}
     return record
+
+
+def migrate_to_model(
+    store: GalleryStore,
+    name: str,
+    to_model: str,
+    target: str | None = None,
+    calibration_folder: str | Path | None = None,
+    from_model: str | None = None,
+    detector: str | None = None,
+    device: str = "auto",
+    runtime: str | None = None,
+) -> Migration:
+    """`migrate_gallery` from model names: the new model sees faces through `detector` (default:
+    the gallery's) with the gallery's flip setting; the calibration folder is embedded by the
+    gallery's model (`from_model`, default the name it recorded; its digest is checked) through
+    the gallery's detector, and by the new model."""
+    old = store.gallery(name)
+    options = {"several": "largest", "missing": "skip", "flip": bool(old.pipeline.get("flip", True)), "device": device}
+    old_detector = str(old.pipeline.get("detector", "mtcnn"))
+    new = RecognitionPipeline.load(to_model, runtime, detector=detector or old_detector, **options)
+    calibration = None
+    if calibration_folder is not None:
+        before = RecognitionPipeline.load(from_model or old.model, runtime, detector=old_detector, **options)
+        refuse_other_model(old, before.model.name, before.model.digest, store.location)
+        calibration = calibration_from_folder(calibration_folder, before, new)
+    return migrate_gallery(store, name, new, target or f"{name}-{new.model.name}", calibration)
