@@ -4,7 +4,6 @@ discarding and the oracle, at thresholds fixed at target FMRs on all pairs. Used
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,14 +14,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from facerec.analysis.common import ImageSet, lfw_pairs_over
+from facerec.analysis.common import lfw_pairs_over
 from facerec.analysis.studies import Source, short_name
 from facerec.core.files import save_npz, write_json
 from facerec.data.transforms import to_tensor
 from facerec.errors import DataError
 from facerec.eval.pairs import Pairs
 from facerec.eval.quality import (
-    FeatureNorm,
     build_scorer,
     discard_curve,
     face_quality,
@@ -71,12 +69,13 @@ def quality_study(
         crops, detector = aligned_paths(images.paths, aligned), "none"
     else:
         crops = images.paths
-    embeddings = source.embed(ImageSet(crops, images.identities, images.folds), model, detector)
-    scores = pairs.scores(embeddings)
     pipeline = RecognitionPipeline.load(
         model, detector=detector, several="central", missing="center", device=source.device
     )
-    qualities = image_qualities(pipeline, crops, images.paths, study, source.cache)
+    # one pass per direction gives the embeddings and the raw norms (feature_norm's input)
+    both = cached(source.cache, pipeline, "embedding-flip+norm", crops, lambda todo: _embedded(pipeline, todo))
+    scores = pairs.scores(both[:, :-1])
+    qualities = image_qualities(pipeline, crops, images.paths, study, source.cache, both[:, -1])
     report: dict[str, Any] = {
         "model": model,
         "pipeline": pipeline.name,
@@ -113,31 +112,33 @@ DEFINITIONS = {
 
 # ---- per-image quality, cached ---------------------------------------------------------------
 def image_qualities(
-    pipeline: RecognitionPipeline, crops: list[Path], originals: list[Path], study: QualityStudy, cache: Path | None
+    pipeline: RecognitionPipeline,
+    crops: list[Path],
+    originals: list[Path],
+    study: QualityStudy,
+    cache: Path | None,
+    norms: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Each scorer's quality per image (the provisional detector score from the originals)."""
+    """Each scorer's quality per image (the provisional detector score from the originals);
+    `norms`: the raw embedding norm of each crop."""
     found: dict[str, np.ndarray] = {}
     for name, options in study.scorers.items():
         if name == "feature_norm":
-            norms = cached(cache, pipeline, "feature_norm-raw", crops, lambda: _scored(pipeline, crops, _norms))
             found[name] = _norm_scores(norms, study.norm_range, options)
         else:
             scorer = build_scorer(name, options)
             key = f"{name}-{_options_key(asdict(scorer))}"  # every option, defaults too
-            found[name] = cached(cache, pipeline, key, crops, lambda s=scorer: _scored(pipeline, crops, s))
+            found[name] = cached(cache, pipeline, key, crops, lambda todo, s=scorer: _scored(pipeline, todo, s))
     if study.baseline_detector is not None:
+        detector = study.baseline_detector
         found["detector (provisional)"] = cached(
             cache,
             pipeline,
-            f"detector-{study.baseline_detector}",
+            f"detector-{detector}",
             originals,
-            lambda: detector_qualities(pipeline, originals, study.baseline_detector),
+            lambda todo: detector_qualities(pipeline, todo, detector),
         )
     return found
-
-
-def _norms(pipeline: RecognitionPipeline, batch: torch.Tensor) -> np.ndarray:
-    return FeatureNorm().norms(pipeline, batch)
 
 
 def _norm_scores(norms: np.ndarray, norm_range: tuple[float, float] | None, options: dict[str, Any]) -> np.ndarray:
@@ -145,6 +146,18 @@ def _norm_scores(norms: np.ndarray, norm_range: tuple[float, float] | None, opti
     the EDC sees the norms' full order."""
     low, high = norm_range or (options.get("low", float(norms.min())), options.get("high", float(norms.max())))
     return np.clip((norms - low) / max(high - low, 1e-12), 0.0, 1.0)
+
+
+def _embedded(pipeline: RecognitionPipeline, paths: list[Path]) -> np.ndarray:
+    """Per crop: its L2-normalized flip-summed embedding (the pipeline's default) and, last, the
+    norm of its raw (unflipped) embedding, from the same two forward passes."""
+    parts = []
+    for start in tqdm(range(0, len(paths), BATCH), desc="embedding", unit="batch"):
+        batch = torch.stack([to_tensor(pipeline.align(p).crop) for p in paths[start : start + BATCH]])
+        raw, mirrored = pipeline.features(batch), pipeline.features(batch.flip(3))
+        embedding = torch.nn.functional.normalize(raw + mirrored, dim=1)
+        parts.append(torch.cat([embedding, raw.norm(dim=1, keepdim=True)], dim=1).double().cpu().numpy())
+    return np.concatenate(parts)
 
 
 def _scored(pipeline: RecognitionPipeline, paths: list[Path], scorer: Callable[..., np.ndarray]) -> np.ndarray:
@@ -168,19 +181,27 @@ def detector_qualities(pipeline: RecognitionPipeline, originals: list[Path], det
 
 
 def cached(
-    cache: Path | None, pipeline: RecognitionPipeline, key: str, paths: list[Path], compute: Callable[[], np.ndarray]
+    cache: Path | None,
+    pipeline: RecognitionPipeline,
+    key: str,
+    paths: list[Path],
+    compute: Callable[[list[Path]], np.ndarray],
 ) -> np.ndarray:
-    """`compute()` once per model, pipeline, scorer and image list (kept in `cache`/quality)."""
+    """`compute(paths)` per model, pipeline and scorer, kept per image in `cache`/quality: only
+    the images not computed before are (an interrupted or smaller earlier run counts)."""
     if cache is None:
-        return compute()
-    images = hashlib.sha1("\n".join(str(p) for p in paths).encode()).hexdigest()[:12]
-    slug = "".join(c if c.isalnum() else "-" for c in f"{pipeline.model.name}_{pipeline.detector}_{key}")[:80]
-    target = Path(cache) / "quality" / f"{slug}_{pipeline.model.digest[:12]}_{len(paths)}_{images}.npz"
+        return compute(paths)
+    slug = "".join(c if c.isalnum() else "-" for c in f"{pipeline.model.name}_{pipeline.detector}_{key}")[:100]
+    target = Path(cache) / "quality" / f"{slug}_{pipeline.model.digest[:16]}.npz"
+    known: dict[str, np.ndarray] = {}
     if target.is_file():
-        return np.load(target)["quality"]
-    values = compute()
-    save_npz(target, quality=values)
-    return values
+        with np.load(target) as stored:
+            known = dict(zip(stored["names"].tolist(), stored["values"], strict=True))
+    todo = [p for p in paths if str(p) not in known]
+    if todo:
+        known.update(zip([str(p) for p in todo], compute(todo), strict=True))
+        save_npz(target, names=np.array(list(known)), values=np.stack(list(known.values())))
+    return np.stack([known[str(p)] for p in paths])
 
 
 def _options_key(options: dict[str, Any]) -> str:

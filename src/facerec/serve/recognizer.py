@@ -166,7 +166,8 @@ class FaceRecognizer:
             report.added += len(faces)
         if not report.added:
             gate = f" of quality >= {min_quality:g}" if min_quality is not None else ""
-            raise FacerecError(f"nothing enrolled from {root}: no image with a face{gate}")
+            example = f" ({len(report.skipped)} skipped, e.g. {report.skipped[0]})" if report.skipped else ""
+            raise FacerecError(f"nothing enrolled from {root}: no image with a face{gate}{example}")
         return report
 
     def _faces_of(
