@@ -71,6 +71,7 @@ class Enrolment:
     subject_created: bool = False  # its subject request was answered 201
     sent: bool = False  # its faces request went out
     face_ids: list[int] | None = None  # the faces request's answer: enrolled
+    refused: bool = False  # the faces request was answered with an error
 
     @property
     def metadata(self) -> list[dict[str, str]]:
@@ -162,7 +163,7 @@ class Burst:
     enrolments: list[Enrolment] = field(default_factory=list)
     in_flight: int = 0  # faces requests sent and not answered when the server was killed
     errors: list[str] = field(default_factory=list)  # answers other than 201 before the kill
-    database_killed: int = 0  # PostgreSQL backends killed with the server
+    notes: dict[str, Any] = field(default_factory=dict)  # how the kill went (kill() says)
 
 
 def enroll(
@@ -179,6 +180,7 @@ def enroll(
     url = f"/v1/galleries/{GALLERY}/subjects/{enrolment.subject}/faces"
     response = client.post(url, files=multipart(enrolment.images), data=data)
     if response.status_code != 201:
+        enrolment.refused = True
         with lock:
             burst.errors.append(f"faces of {enrolment.subject}: {response.status_code} {response.text[:200]}")
         return
@@ -187,10 +189,15 @@ def enroll(
 
 
 def run_burst(
-    service: Service, groups: Iterator[list[Path]], trial: int, clients: int, kill_after: float, kill: Callable[[], int]
+    service: Service,
+    groups: Iterator[list[Path]],
+    trial: int,
+    clients: int,
+    kill_after: float,
+    kill: Callable[[], dict[str, Any]],
 ) -> Burst:
-    """`clients` threads enroll until `kill()` kills the server (and says how many database
-    backends it killed with it), `kill_after` seconds after the first enrolment was answered
+    """`clients` threads enroll until `kill()` kills the server (and says how it went),
+    `kill_after` seconds after the first enrolment was answered
     (the first requests after a start are slow, and the burst is then under way)."""
     burst, lock, first = Burst(), threading.Lock(), threading.Event()
     numbers = itertools.count()
@@ -211,11 +218,11 @@ def run_burst(
         thread.start()
     first.wait(timeout=REQUEST_TIMEOUT_S)
     time.sleep(kill_after)
-    with lock:  # enrolments whose faces request is out and unanswered at the moment of the kill
-        burst.in_flight = sum(e.sent and e.face_ids is None for e in burst.enrolments)
-    burst.database_killed = kill()
+    burst.notes = kill()
     for thread in threads:
         thread.join(timeout=REQUEST_TIMEOUT_S)
+    # the faces requests that were out when the server died and never got their answer
+    burst.in_flight = sum(e.sent and e.face_ids is None and not e.refused for e in burst.enrolments)
     return burst
 
 
@@ -243,6 +250,10 @@ class SQLiteBackend:
 
     def kill_database(self) -> int:
         return 0  # an embedded SQLite store has no process of its own
+
+    def log_files(self, data_dir: Path) -> list[Path]:
+        """The files every commit writes to: SQLite's write-ahead log."""
+        return [data_dir / "gallery.db-wal"]
 
     def recoveries(self) -> int | None:
         return None  # SQLite rolls its journal back when the store is opened: no log says so
@@ -298,6 +309,11 @@ class PostgresBackend(SQLiteBackend):
             ).fetchall()
         self.backends = [row[0] for row in rows]
 
+    def log_files(self, data_dir: Path) -> list[Path]:
+        if self.server is None:
+            raise SystemExit("--at-commit needs the pgserver this script starts (no --postgres-url)")
+        return sorted((self.server.pgdata / "pg_wal").glob("0*"))
+
     def kill_database(self) -> int:
         """SIGKILL the backends noted: PostgreSQL then resets every session and replays its WAL."""
         killed = 0
@@ -317,6 +333,26 @@ class PostgresBackend(SQLiteBackend):
     def close(self) -> None:
         if self.server is not None:
             self.server.cleanup()
+
+
+def wait_for_write(files: list[Path], timeout_s: float = 10.0) -> bool:
+    """Return as soon as one of `files` changes (a commit is being written; its answer has not
+    gone out yet), or after `timeout_s`: whether it changed."""
+
+    def stamp() -> list[tuple[int, int]]:
+        stamps = []
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                stamps.append((stat.st_mtime_ns, stat.st_size))
+        return stamps
+
+    before, deadline = stamp(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if stamp() != before:
+            return True
+        time.sleep(0.0002)
+    return False
 
 
 # ---- after the crash ---------------------------------------------------------------------------
@@ -389,7 +425,7 @@ def trial_record(trial: int, kill_after: float, burst: Burst, result: Tally, api
         "stored_unanswered": len(result.stored_unanswered & mine),
         "empty_subjects": len(result.empty_subjects & mine),
         "refused": len(burst.errors),
-        "database_backends_killed": burst.database_killed,
+        **burst.notes,
         **{k: v for k, v in result.counts().items() if k not in ("answered", "stored_unanswered", "empty_subjects")},
         "answered_total": len(result.answered),  # in this trial and the ones before: all checked again
         "integrity_problems": result.integrity[:5],
@@ -462,10 +498,12 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 backend.note_backends()
             kill_after = rng.uniform(args.min_seconds, args.max_seconds)
 
-            def kill() -> int:  # the database backend first: it may be inside a commit
-                killed = backend.kill_database() if args.kill_database else 0
+            def kill() -> dict[str, Any]:
+                notes = {"killed_at_write": wait_for_write(backend.log_files(data_dir)) if args.at_commit else None}
+                # the database backend first: it may be inside a commit
+                notes["database_backends_killed"] = backend.kill_database() if args.kill_database else 0
                 service.kill()
-                return killed
+                return notes
 
             burst = run_burst(service, groups, t, args.clients, kill_after, kill)
             enrolments.update((e.subject, e) for e in burst.enrolments)
@@ -487,6 +525,11 @@ def main() -> None:
     p.add_argument("--backend", choices=sorted(BACKENDS), default="sqlite")
     p.add_argument("--postgres-url", help="a database for the store (default: a pgserver started for the run)")
     p.add_argument("--kill-database", action="store_true", help="also SIGKILL the PostgreSQL backend of the service")
+    p.add_argument(
+        "--at-commit",
+        action="store_true",
+        help="kill the moment the store's write-ahead log next changes after the random delay (mid-commit)",
+    )
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--clients", type=int, default=4, help="concurrent client threads")
     p.add_argument("--faces", type=int, default=3, help="photos per enrolment (one request, one transaction)")
