@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -83,18 +85,19 @@ def sampler_seconds(head: PartialFC, labels: torch.Tensor, repeats: int = 5) -> 
 
 
 def train(args: argparse.Namespace, ctx: DistContext, device: torch.device) -> dict:
+    load_start = os.getloadavg()[0]  # other processes on the machine slow every step: say how many
     backbone, head, setup_s = build(args, device)
     opt = torch.optim.SGD(backbone.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(ctx.rank)
     images = torch.randn(args.batch, 3, 32, 32, generator=gen).to(device)
     labels = torch.randint(0, args.classes, (args.batch * ctx.world_size,), generator=gen).to(device)
     sample_s = sampler_seconds(head, labels)
-    times, peak_anon, peak_file = [], 0, 0
+    times, cpu, peak_anon, peak_file = [], [], 0, 0
     bar = tqdm(range(args.warmup + args.steps), desc="partial fc steps", unit="step", disable=not ctx.is_main)
     for i in bar:
         y = torch.randint(0, args.classes, (args.batch,), generator=gen).to(device)
         synchronize(device)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         head(backbone(images), y).backward()
         opt.step()
@@ -102,13 +105,21 @@ def train(args: argparse.Namespace, ctx: DistContext, device: torch.device) -> d
         synchronize(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)  # CPU seconds of this process: less load-dependent
+            if ctx.is_main and len(times) % 10 == 0:  # a partial record survives an interrupted run
+                partial = {"steps_done": len(times), "step_s": times, "cpu_s": cpu, "load": os.getloadavg()[0]}
+                Path(args.out).mkdir(parents=True, exist_ok=True)
+                (Path(args.out) / "partial.json").write_text(json.dumps(partial))
         mem = memory_kb()
         peak_anon, peak_file = max(peak_anon, mem["RssAnon"]), max(peak_file, mem["RssFile"])
         bar.set_postfix(step_s=f"{times[-1]:.2f}" if times else "warm-up", anon_gb=f"{mem['RssAnon'] / 2**20:.1f}")
     result = {
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg()[0],
         "setup_s": setup_s,
         "sample_s": sample_s,
         "step_s": times,
+        "cpu_s": cpu,
         "peak_rss_gb": memory_kb()["VmHWM"] / 2**20,
         "peak_anon_gb": peak_anon / 2**20,
         "peak_file_gb": peak_file / 2**20,
@@ -154,6 +165,7 @@ def summary(args: argparse.Namespace, ranks: list[dict], ctx: DistContext, devic
         "step_median_s": statistics.median(times),
         "step_mean_s": statistics.fmean(times),
         "step_p90_s": sorted(times)[int(0.9 * (len(times) - 1))],
+        "cpu_median_s": statistics.median(ranks[0]["cpu_s"]),
         "ranks": ranks,
     }
 
@@ -206,6 +218,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in result.items() if k != "ranks"}, indent=1))
             for rank, r in enumerate(ranks):
                 print(f"rank {rank}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items() if isinstance(v, float)))
+            sys.stdout.flush()
     finally:
         if args.directory and not args.keep_files and ctx.is_main:
             shutil.rmtree(args.directory, ignore_errors=True)
