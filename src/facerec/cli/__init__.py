@@ -22,6 +22,7 @@ GROUPS = (
     "calibrate",
     "explain",
     "analyze",
+    "privacy",
     "distill",
     "serve",
     "keys",
