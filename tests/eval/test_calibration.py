@@ -51,6 +51,18 @@ def test_threshold_is_the_smallest_impostor_score_within_the_target(far):
     assert fnmr_at(trials, t) == sum(1 for x in genuine if x < t) / len(genuine)
 
 
+def test_fnmr_averaged_over_subjects():
+    scores = np.array([0.9, 0.1, 0.2, 0.3, 0.8, 0.0, 0.1, 0.2, 0.3, 0.4])
+    same = np.array([True] * 5 + [False] * 5)
+    left = np.array(["a", "a", "a", "a", "b", "a", "a", "b", "b", "c"])
+    right = np.array(["a", "a", "a", "a", "b", "b", "c", "c", "a", "b"])
+    cal, _ = calibrate(pair_trials(scores, same, 0.2, left, right), 0.2, n_boot=0)
+    assert cal.threshold == 0.4  # one of 5 impostors at or above it
+    # subject a: 4 mated pairs, 3 below 0.4; subject b: 1 pair, above
+    assert cal.largest_subject_mated_share == 4 / 5 and cal.fnmr_subject_mean == (3 / 4 + 0) / 2
+    assert cal.fnmr == 3 / 5
+
+
 def test_threshold_matches_the_analytic_quantile():
     rng = np.random.default_rng(0)
     far, n = 1e-2, 200_000

@@ -45,6 +45,9 @@ def print_calibration(cal: Calibration) -> None:
     print(f"FNMR {cal.fnmr:.4f}{_interval(cal.fnmr_ci)}")
     if cal.resamples:
         print(f"{cal.level:.0%} intervals from {cal.resamples} resamples of {cal.bootstrap_unit}")
+    if cal.largest_subject_mated_share is not None and cal.largest_subject_mated_share > 0.25:
+        share, mean = cal.largest_subject_mated_share, cal.fnmr_subject_mean
+        print(f"note: one subject holds {share:.0%} of the mated pairs; FNMR averaged over subjects {mean:.4f}")
     if cal.warning:
         print(f"warning: {cal.warning}")
 

@@ -224,6 +224,14 @@ def fnmr_at(trials: Trials, threshold: float) -> float:
     return float((trials.genuine < threshold).mean()) if len(trials.genuine) else float("nan")
 
 
+def subject_fnmr(trials: Trials, threshold: float) -> tuple[float, float]:
+    """(largest subject's share of the mated pairs, mean over subjects of each one's FNMR)."""
+    mated = np.bincount(trials.genuine_subject, minlength=trials.subjects)
+    fails = np.bincount(trials.genuine_subject, trials.genuine < threshold, minlength=trials.subjects)
+    has = mated > 0
+    return float(mated.max() / mated.sum()), float((fails[has] / mated[has]).mean())
+
+
 # ---- the bootstrap --------------------------------------------------------------------------
 @dataclass
 class Resamples:
@@ -327,6 +335,10 @@ class Calibration:
     resamples: int = 0
     bootstrap_unit: str = ""  # 'subjects' or 'pairs', with the reason for pairs
     resamples_beyond_tail: int = 0
+    # the FNMR counts pairs, so a person with many images weighs quadratically: the share of the
+    # mated pairs of the largest subject, and the FNMR averaged over subjects (each counts once)
+    largest_subject_mated_share: float | None = None
+    fnmr_subject_mean: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -375,6 +387,8 @@ def calibrate(
     boot = bootstrap(trials, far, threshold, grid, n_boot, seed, progress=progress) if n_boot else None
     base.threshold, base.false_matches = threshold, int((trials.impostor >= threshold).sum())
     base.fmr, base.fnmr = fmr_at(trials, threshold), fnmr_at(trials, threshold)
+    if trials.by_subject and len(trials.genuine):
+        base.largest_subject_mated_share, base.fnmr_subject_mean = subject_fnmr(trials, threshold)
     base.warning = imprecision_warning(trials.impostor_count, far)
     if boot is not None:
         base.fmr_ci, base.fnmr_ci = percentile_interval(boot.fmr, level), percentile_interval(boot.fnmr, level)
