@@ -266,3 +266,17 @@ def test_the_reference_model_is_explained_by_occlusion_and_refuses_the_gradient_
     report = json.loads((out / "explanation.json").read_text())
     assert report["model"] == "dlib" and report["options"]["methods"] == ["occlusion"]
     assert report["faces"]["a"]["occlusion"]["patches"] == 9 and report["same"] is True
+
+
+@needs_lfw
+@needs_mtcnn
+def test_the_command_explains_the_score_verify_gives(tmp_path):
+    a, b = lfw_image("Aaron_Peirsol", 1), lfw_image("Aaron_Peirsol", 2)
+    out = tmp_path / "default"
+    assert main(["explain", str(a), str(b), "--method", "occlusion", "--patch", "32", "--out", str(out)]) == 0
+    report = json.loads((out / "explanation.json").read_text())
+    pipeline = RecognitionPipeline.load("default", detector="mtcnn", device="cpu", several="largest")
+    assert report["score"] == pytest.approx(float(pipeline.represent(a) @ pipeline.represent(b)), abs=1e-5)
+    assert report["options"] == {"methods": ["occlusion"], "patch": 32, "stride": 16, "steps": 32, "top": 5}
+    assert report["faces"]["b"]["occlusion"]["patches"] == 9 and report["images"] == [str(a), str(b)]
+    assert (out / "explanation.png").is_file() and set(np.load(out / "maps.npz")) == {"a_occlusion", "b_occlusion"}
