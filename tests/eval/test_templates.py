@@ -384,6 +384,7 @@ def test_protocol_report_equals_its_parts(made, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "report.json").read_text())["summary"] == report["summary"]
 
 
+@pytest.mark.slow  # MTCNN on 24 photos: ~10 s on a quiet 2-core machine, minutes on a busy one
 @needs_lfw
 @needs_mtcnn
 def test_lfw_templates_match_brute_force(tmp_path, monkeypatch):
