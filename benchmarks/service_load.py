@@ -8,7 +8,8 @@ Then each operation runs under each client count: threads, one keep-alive connec
 bounded number of requests per setting (`--requests`, shared out among the clients). The
 in-process baseline does the same work on the same images with a `RecognitionPipeline` loaded
 like the server's (detector, flip, device, runtime) and, for enroll and search, a plaintext
-`SQLiteStore`: verify = two `represent` calls and a dot product, enroll = `represent` and
+`SQLiteStore`: verify = two `represent` calls and a dot product, enroll = align, the face's
+quality (the default scorer, as the service scores every face it enrolls), embed and
 `add_faces`, search = `represent` and `search`. Overhead = in-process time per operation /
 (1 / HTTP throughput) - 1, i.e. how much more wall time one operation costs through HTTP.
 
@@ -20,11 +21,15 @@ gives the server's own stages (read, parse, auth, see = decode + detect, crop, e
 batch_wait + model, store, other), and their medians per operation are printed and kept in the
 rows (`stages_ms`; "client" = the client's wall time minus the server's total: HTTP framing,
 the client's own work, the loopback). `--repeats` runs every setting that many times (a new
-in-process baseline and a new server each time) for a spread.
+in-process baseline and a new server each time) for a spread. With `--paired` the 1-client
+requests alternate with the same work in-process (in-process first, then over HTTP, request by
+request) and the overhead is median HTTP latency / median in-process time - 1: on a machine
+shared with others, both sides then see the same moment's load, where a baseline measured
+before the server can be minutes and a different load away.
 
     python benchmarks/service_load.py                      # default/torch, default/onnx, dlib/torch
     python benchmarks/service_load.py --settings default:torch --requests 16 --clients 1 4
-    python benchmarks/service_load.py --settings default:auto --clients 1 --timing --repeats 3
+    python benchmarks/service_load.py --settings default:auto --clients 1 --timing --paired --repeats 3
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -94,6 +98,7 @@ class Service:
     """A `facerec serve` process on loopback with its own data directory."""
 
     def __init__(self, root: Path, model: str, runtime: str, extra: list[str]) -> None:
+        self.model, self.runtime = model, runtime
         self.data_dir = root / f"data-{model}-{runtime}"
         self.data_dir.mkdir()
         self.port = free_port()
@@ -237,44 +242,84 @@ def load(service: Service, work: Workload, operation: str, clients: int, total: 
     return latencies, len(errors), wall, median_stages(timed)
 
 
-def inprocess(model: str, runtime: str, work: Workload, repeats: int) -> dict[str, float]:
-    """Median in-process seconds per operation on the same images (sequential)."""
-    from facerec.pipeline import RecognitionPipeline
-    from facerec.serve.store import NewFace, SQLiteStore
+class InProcess:
+    """The service's work done in this process: a pipeline loaded like the server's and a
+    plaintext SQLiteStore with the same gallery."""
 
-    pipeline = RecognitionPipeline.load(model, runtime, detector="mtcnn", flip=True, device="cpu")
-    with tempfile.TemporaryDirectory() as tmp:
-        store = SQLiteStore(Path(tmp) / "gallery.db", plaintext=True)
-        try:
-            first = pipeline.represent(work.gallery[0][1][0])
-            store.create_gallery("load", pipeline.model.name, pipeline.model.digest or "0" * 64, {}, first.shape[0])
-            for name, paths in work.gallery:
-                store.add_faces("load", [NewFace(name, pipeline.represent(p)) for p in paths])
+    def __init__(self, model: str, runtime: str, work: Workload, folder: Path) -> None:
+        from facerec.eval.quality import DEFAULT_SCORER, build_scorer
+        from facerec.pipeline import RecognitionPipeline
+        from facerec.serve.store import NewFace, SQLiteStore
 
-            def verify(i: int) -> None:
-                a, b = work.pairs[i % len(work.pairs)]
-                float(np.dot(pipeline.represent(a), pipeline.represent(b)))
+        self.work, self.new_face = work, NewFace
+        self.pipeline = RecognitionPipeline.load(model, runtime, detector="mtcnn", flip=True, device="cpu")
+        self.scorer = build_scorer(DEFAULT_SCORER)  # the service scores every face it enrolls (serve --quality)
+        self.store = SQLiteStore(folder / "inprocess.db", plaintext=True)
+        first = self.pipeline.represent(work.gallery[0][1][0])
+        model_card = self.pipeline.model
+        self.store.create_gallery("load", model_card.name, model_card.digest or "0" * 64, {}, first.shape[0])
+        for name, paths in work.gallery:
+            self.store.add_faces("load", [NewFace(name, self.pipeline.represent(p)) for p in paths])
 
-            def enroll(i: int) -> None:
-                name, path = work.enroll[i % len(work.enroll)]
-                store.add_faces("load", [NewFace(name, pipeline.represent(path))])
+    def run(self, operation: str, i: int) -> None:
+        getattr(self, operation)(i)
 
-            def search(i: int) -> None:
-                store.search("load", pipeline.represent(work.probes[i % len(work.probes)])[None], k=5)
+    def verify(self, i: int) -> None:
+        a, b = self.work.pairs[i % len(self.work.pairs)]
+        float(np.dot(self.pipeline.represent(a), self.pipeline.represent(b)))
 
-            result = {}
-            operations: dict[str, Callable[[int], None]] = {"verify": verify, "enroll": enroll, "search": search}
-            for operation, run in operations.items():
-                run(0)  # warm-up
-                times = []
-                for i in range(repeats):
-                    start = time.perf_counter()
-                    run(i)
-                    times.append(time.perf_counter() - start)
-                result[operation] = statistics.median(times)
-            return result
-        finally:
-            store.close()
+    def enroll(self, i: int) -> None:
+        from facerec.data.transforms import to_tensor
+
+        name, path = self.work.enroll[i % len(self.work.enroll)]
+        aligned = self.pipeline.align(path)
+        crop = to_tensor(aligned.crop)[None]
+        self.scorer(self.pipeline, crop, [aligned.face])
+        vector = self.pipeline.embed_tensors(crop)[0].cpu().numpy()
+        self.store.add_faces("load", [self.new_face(name, vector)])
+
+    def search(self, i: int) -> None:
+        self.store.search("load", self.pipeline.represent(self.work.probes[i % len(self.work.probes)])[None], k=5)
+
+    def timed(self, operation: str, i: int) -> float:
+        start = time.perf_counter()
+        self.run(operation, i)
+        return time.perf_counter() - start
+
+    def medians(self, operations: list[str], repeats: int) -> dict[str, float]:
+        """Median seconds per operation, `repeats` runs each after a warm-up (sequential)."""
+        result = {}
+        for operation in operations:
+            self.run(operation, 0)
+            result[operation] = statistics.median(self.timed(operation, i) for i in range(repeats))
+        return result
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def paired(service: Service, inproc: InProcess, work: Workload, operation: str, total: int) -> Load:
+    """One client, each request right after the same work in-process: (HTTP latencies, errors,
+    wall seconds of the HTTP requests, median stages), the in-process times in `stages_ms`'s
+    place as "inprocess" (ms). Both sides see the same moment's load on a shared machine."""
+    latencies, timed, local, errors = [], [], [], 0
+    with httpx.Client(base_url=service.url, headers=service.headers, timeout=REQUEST_TIMEOUT_S) as http:
+        http.get("/v1/health")
+        for i in range(total):
+            local.append(inproc.timed(operation, i))
+            path, kwargs = work.request(operation, i)
+            start = time.perf_counter()
+            response = http.post(path, **kwargs)
+            elapsed = time.perf_counter() - start
+            if response.is_success:
+                latencies.append(elapsed)
+                timed.append(server_stages(response, elapsed))
+            else:
+                errors += 1
+                print(f"  {response.status_code} {response.text[:200]}", file=sys.stderr)
+    stages = median_stages(timed)
+    stages["inprocess"] = round(statistics.median(local) * 1e3, 2)
+    return latencies, errors, sum(latencies), stages
 
 
 def versions() -> dict[str, str]:
@@ -293,10 +338,15 @@ def versions() -> dict[str, str]:
 
 
 def measure(setting: str, repeat: int, work: Workload, args: argparse.Namespace, root: Path) -> list[Row]:
-    """One run of a model:runtime setting: its in-process baseline, then a fresh server."""
+    """One run of a model:runtime setting: the in-process work, then a fresh server (with
+    --paired, 1-client requests alternate with the same work in-process)."""
     model, runtime = setting.split(":")
-    baseline = inprocess(model, runtime, work, args.inprocess_repeats)
-    print(f"{model}/{runtime} in-process ms: " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in baseline.items()))
+    inproc = InProcess(model, runtime, work, root)
+    baseline_ms: dict[str, float] = {}
+    if not args.paired:
+        medians = inproc.medians(args.operations, args.inprocess_repeats)
+        baseline_ms = {operation: seconds * 1e3 for operation, seconds in medians.items()}
+        print(f"{model}/{runtime} in-process ms: " + ", ".join(f"{k} {v:.1f}" for k, v in baseline_ms.items()))
     extra = args.serve_args.split() + (["--debug-timing"] if args.timing else [])
     service = Service(root, model, runtime, extra)
     rows = []
@@ -305,32 +355,53 @@ def measure(setting: str, repeat: int, work: Workload, args: argparse.Namespace,
         prepare_gallery(service, work)
         for operation in args.operations:
             load(service, work, operation, 1, 2)  # warm-up
-            for clients in args.clients:
-                latencies, errors, wall, stages = load(service, work, operation, clients, args.requests)
-                done = len(latencies)
-                throughput = done / wall if wall > 0 else 0.0
-                ms = baseline[operation] * 1e3
-                row = Row(
-                    model,
-                    runtime,
-                    operation,
-                    clients,
-                    done,
-                    errors,
-                    round(wall, 2),
-                    round(throughput, 2),
-                    round(percentile(latencies, 50) * 1e3, 1) if done else float("nan"),
-                    round(percentile(latencies, 99) * 1e3, 1) if done else float("nan"),
-                    round(ms, 1),
-                    round((1e3 / throughput / ms - 1) * 100, 1) if throughput else float("nan"),
-                    repeat,
-                    stages,
-                )
-                rows.append(row)
-                print(json.dumps(asdict(row)), flush=True)
+            inproc.run(operation, 0)
+            for clients in sorted(args.clients):
+                rows.append(one_row(service, inproc, work, args, operation, clients, baseline_ms))
+                rows[-1].repeat = repeat
+                print(json.dumps(asdict(rows[-1])), flush=True)
     finally:
         service.stop()
+        inproc.close()
     return rows
+
+
+def one_row(
+    service: Service,
+    inproc: InProcess,
+    work: Workload,
+    args: argparse.Namespace,
+    operation: str,
+    clients: int,
+    baseline_ms: dict[str, float],
+) -> Row:
+    """Overhead: at 1 client paired, median HTTP latency / median in-process time - 1; else
+    wall time per request (1 / throughput) / in-process time - 1."""
+    if args.paired and clients == 1:
+        latencies, errors, wall, stages = paired(service, inproc, work, operation, args.requests)
+        baseline_ms[operation] = stages["inprocess"]
+    else:
+        latencies, errors, wall, stages = load(service, work, operation, clients, args.requests)
+    done, ms = len(latencies), baseline_ms.get(operation, float("nan"))
+    throughput = done / wall if wall > 0 else 0.0
+    p50 = percentile(latencies, 50) * 1e3 if done else float("nan")
+    per_request = p50 if args.paired and clients == 1 else (1e3 / throughput if throughput else float("nan"))
+    return Row(
+        service.model,
+        service.runtime,
+        operation,
+        clients,
+        done,
+        errors,
+        round(wall, 2),
+        round(throughput, 2),
+        round(p50, 1),
+        round(percentile(latencies, 99) * 1e3, 1) if done else float("nan"),
+        round(ms, 1),
+        round((per_request / ms - 1) * 100, 1),
+        0,
+        stages,
+    )
 
 
 def print_tables(rows: list[Row]) -> None:
@@ -367,6 +438,11 @@ def main() -> None:
     p.add_argument("--inprocess-repeats", type=int, default=20, help="in-process runs per operation")
     p.add_argument("--repeats", type=int, default=1, help="runs of every setting (a fresh server each)")
     p.add_argument("--timing", action="store_true", help="serve with --debug-timing and report the stages")
+    p.add_argument(
+        "--paired",
+        action="store_true",
+        help="at 1 client, run each request right after the same work in-process (a shared machine's load hits both)",
+    )
     p.add_argument("--serve-args", default="", help="more `facerec serve` options, e.g. '--batch-wait-ms 0'")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args()

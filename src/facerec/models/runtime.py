@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import platform
 import statistics
 import time
@@ -63,7 +64,8 @@ class RuntimeChoice:
 @torch.no_grad()
 def faces_per_second(net: nn.Module, size: int, batch: int, repeats: int) -> float:
     """Faces per second of one network call on `batch` random crops: the median of `repeats`
-    timed calls after a warm-up call."""
+    timed calls after a warm-up call. One runtime at a time: taking turns call by call was
+    tried and is unfair, as onnxruntime's threads keep spinning into torch's next call."""
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
     net(x)
     times = []
@@ -105,6 +107,7 @@ def speed_record(speeds: dict[str, Any], card: ModelCard, threads: int, command:
         "model": card.name or card.architecture,
         **speeds,
         "threads": threads,
+        "load_average": [round(v, 2) for v in os.getloadavg()],  # a neighbor's load slows torch most
         "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
         "torch_version": torch.__version__,
         "onnxruntime_version": _version("onnxruntime"),
