@@ -384,32 +384,49 @@ def test_protocol_report_equals_its_parts(made, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "report.json").read_text())["summary"] == report["summary"]
 
 
-@pytest.mark.slow  # MTCNN on 24 photos: ~10 s on a quiet 2-core machine, minutes on a busy one
-@needs_lfw
-@needs_mtcnn
-def test_lfw_templates_match_brute_force(tmp_path, monkeypatch):
-    """Six LFW people with >= 30 images, 4 images each (links), as templates of 2: the default
-    model on MTCNN crops, the protocol's numbers against loops over the embeddings it made."""
+def lfw_template_set(tmp_path: Path) -> Path:
+    """Six LFW people with >= 30 images, 4 images each (links), as two templates of 2 each."""
     people = sorted(p for p in (LFW / "images").iterdir() if len(list(p.iterdir())) >= 30)[:6]
     for person in people:
         (tmp_path / "tree" / person.name).mkdir(parents=True)
         for image in sorted(person.iterdir())[:4]:
             (tmp_path / "tree" / person.name / image.name).symlink_to(image)
     write_template_set(tmp_path / "tree", tmp_path / "set", min_images=4, media_size=1)
-    pipeline = RecognitionPipeline.load("default", detector="mtcnn", missing="center", flip=False, device="cpu")
+    return tmp_path / "set"
+
+
+def check_lfw_templates(root: Path, pipeline: RecognitionPipeline, monkeypatch) -> float:
+    """The protocol's AUC and rank-1 against loops over the embeddings it made; returns the AUC."""
     embedded = []
     embed = pipeline.embed
     monkeypatch.setattr(pipeline, "embed", lambda *a, **k: embedded.append(embed(*a, **k)) or embedded[-1])
-    report = build_protocol("templates", {"root": str(tmp_path / "set"), "pooling": "media"}).evaluate(pipeline)
-    ts = read_ijb(tmp_path / "set")
+    report = build_protocol("templates", {"root": str(root), "pooling": "media"}).evaluate(pipeline)
+    ts = read_ijb(root)
     feats = brute_pool(ts, embedded[0].plain, "media", None)
     scores = [float(feats[a] @ feats[b]) for a, b in zip(ts.pairs.t1.tolist(), ts.pairs.t2.tolist(), strict=True)]
     auc = brute_auc(scores, ts.pairs.same.tolist())
-    assert report["summary"]["auc"] == pytest.approx(auc, abs=1e-9) and auc > 0.9
+    assert report["summary"]["auc"] == pytest.approx(auc, abs=1e-9)
     probes = list(zip(ts.probes.templates.tolist(), ts.probes.subjects.tolist(), strict=True))
     for name, g in ts.galleries.items():
         cmc, _ = brute_search(feats, list(zip(g.templates.tolist(), g.subjects.tolist(), strict=True)), probes, 0.1)
         assert report["summary"][f"{name}_rank1"] == pytest.approx(cmc[1], abs=1e-12)
+    return auc
+
+
+@needs_lfw
+def test_lfw_templates_match_brute_force(tmp_path, monkeypatch):
+    """LFW photos as they are (no detector: the whole deep-funneled image), the default model."""
+    pipeline = RecognitionPipeline.load("default", detector="none", flip=False, device="cpu")
+    check_lfw_templates(lfw_template_set(tmp_path), pipeline, monkeypatch)
+
+
+@pytest.mark.slow  # MTCNN on 24 photos: ~10 s on a quiet 2-core machine, minutes on a busy one
+@needs_lfw
+@needs_mtcnn
+def test_lfw_templates_on_mtcnn_crops(tmp_path, monkeypatch):
+    """The same on MTCNN crops, where the default model separates these people."""
+    pipeline = RecognitionPipeline.load("default", detector="mtcnn", missing="center", flip=False, device="cpu")
+    assert check_lfw_templates(lfw_template_set(tmp_path), pipeline, monkeypatch) > 0.9
 
 
 def test_cli_makes_and_evaluates_a_set(tmp_path, capsys):
