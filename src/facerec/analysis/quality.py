@@ -195,13 +195,14 @@ def cached(
     target = Path(cache) / "quality" / f"{slug}_{pipeline.model.digest[:16]}.npz"
     known: dict[str, np.ndarray] = {}
     if target.is_file():
-        with np.load(target) as stored:
-            known = dict(zip(stored["names"].tolist(), stored["values"], strict=True))
-    todo = [p for p in paths if str(p) not in known]
+        with np.load(target) as stored:  # by resolved path: ../x and /abs/x are one image
+            known = {str(Path(n).resolve()): v for n, v in zip(stored["names"].tolist(), stored["values"], strict=True)}
+    names = [str(Path(p).resolve()) for p in paths]
+    todo = [p for p, name in zip(paths, names, strict=True) if name not in known]
     if todo:
-        known.update(zip([str(p) for p in todo], compute(todo), strict=True))
+        known.update(zip([str(Path(p).resolve()) for p in todo], compute(todo), strict=True))
         save_npz(target, names=np.array(list(known)), values=np.stack(list(known.values())))
-    return np.stack([known[str(p)] for p in paths])
+    return np.stack([known[name] for name in names])
 
 
 def _options_key(options: dict[str, Any]) -> str:
