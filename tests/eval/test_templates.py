@@ -337,6 +337,9 @@ def test_bad_quality_and_options(made, tmp_path):
     ts = read_ijb(made[0])
     with pytest.raises(DataError, match="one number >= 0 per image"):
         pool_templates(ts, clustered(ts), "quality", -np.ones(len(ts.images)))
+    opposite = TemplateSet([Path("a"), Path("b")], ["a", "b"], np.arange(2), np.array([4, 4]), np.arange(2))
+    with pytest.raises(DataError, match="template 4 pools to the zero vector"):
+        pool_templates(opposite, np.array([[1.0, 0.0], [-1.0, 0.0]]), "mean")
     with pytest.raises(DataError, match="needs a quality per image"):
         pool_templates(ts, clustered(ts), "quality", None)
     with pytest.raises(ConfigError, match=r"unknown template pooling 'qualty'.*Did you mean 'quality'"):

@@ -324,8 +324,11 @@ def pool_templates(
     """One L2-normalized feature per template from the images' L2-normalized `embeddings` (a row
     per entry of `ts.images`) and, for quality pooling, a quality per image."""
     fn = POOLINGS.get(pooling)
-    if quality is not None and (len(quality) != len(ts.images) or (np.asarray(quality) < 0).any()):
-        raise DataError(f"quality must be one number >= 0 per image ({len(ts.images)}), got {len(quality)} values")
+    if quality is not None and (len(quality) != len(ts.images) or not (np.asarray(quality) >= 0).all()):
+        raise DataError(
+            f"quality must be one number >= 0 per image ({len(ts.images)}), got {len(quality)} values, "
+            f"smallest {np.min(quality) if len(quality) else None}"
+        )
     order = np.argsort(ts.template, kind="stable")
     ids, starts = np.unique(ts.template[order], return_index=True)
     pooled = np.empty((len(ids), embeddings.shape[1]))
@@ -333,7 +336,10 @@ def pool_templates(
         images = ts.image[rows]
         q = None if quality is None else np.asarray(quality, dtype=np.float64)[images]
         pooled[k] = fn(embeddings[images].astype(np.float64), ts.media[rows], q)
-    return TemplateFeatures(ids, pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    if not (norms > 0).all():  # e.g. two opposite features: no direction to compare
+        raise DataError(f"template {ids[np.flatnonzero(~(norms[:, 0] > 0))[0]]} pools to the zero vector")
+    return TemplateFeatures(ids, pooled / norms)
 
 
 # ---- metrics ----------------------------------------------------------------------------------
