@@ -44,8 +44,9 @@ def write_and_steal(path: Path, vectors: np.ndarray, identities: np.ndarray, key
 
 def as_float32(blobs: list[bytes]) -> np.ndarray:
     """The bytes read as little-endian float32 values (non-finite ones as 0)."""
-    rows = np.stack([np.frombuffer(b[: len(b) // 4 * 4], "<f4") for b in blobs]).astype(np.float64)
-    return np.where(np.isfinite(rows), rows, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):  # random bytes hold NaN and infinite patterns
+        rows = np.stack([np.frombuffer(b[: len(b) // 4 * 4], "<f4") for b in blobs]).astype(np.float64)
+        return np.where(np.isfinite(rows), rows, 0.0)
 
 
 def as_bytes(blobs: list[bytes]) -> np.ndarray:
