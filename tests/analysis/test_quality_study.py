@@ -82,6 +82,7 @@ def test_analyze_quality_report_matches_a_recomputation(lfw_like, tmp_path, caps
     assert (out / "edc.png").stat().st_size > 0
     assert report["pairs"] == FOLDS * 2 * PER_FOLD
     assert report["options"] == {"stability": {"count": 3}, "feature_norm": {}}
+    assert report["settings"]["stability"]["count"] == 3 and report["settings"]["stability"]["shift"] == 1.5
     # recompute: the pairs, fresh embeddings, the report's per-image qualities
     stored = np.load(out / "qualities.npz")
     names = [str(n) for n in stored["names"]]

@@ -88,6 +88,7 @@ def quality_study(
         "impostor_pairs": int((~pairs.same).sum()),
         "scorers": {name: describe_scores(q) for name, q in qualities.items()},
         "options": {name: options for name, options in study.scorers.items()},
+        "settings": scorer_settings(study, both[:, -1]),
         "edc": {f"{fmr:g}": edc_at(scores, pairs, qualities, fmr, study) for fmr in study.fmrs},
         "definitions": DEFINITIONS,
     }
@@ -141,10 +142,34 @@ def image_qualities(
     return found
 
 
+def scorer_settings(study: QualityStudy, norms: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Every option each scorer ran with, defaults included; feature_norm's range as used."""
+    settings = {}
+    for name, options in study.scorers.items():
+        if name == "feature_norm":
+            low, high = _norm_range(norms, study.norm_range, options)
+            settings[name] = {
+                "low": low,
+                "high": high,
+                "raw_norm_min": float(norms.min()),
+                "raw_norm_max": float(norms.max()),
+            }
+        else:
+            settings[name] = asdict(build_scorer(name, options))
+    return settings
+
+
+def _norm_range(
+    norms: np.ndarray, norm_range: tuple[float, float] | None, options: dict[str, Any]
+) -> tuple[float, float]:
+    low, high = norm_range or (options.get("low", float(norms.min())), options.get("high", float(norms.max())))
+    return float(low), float(high)
+
+
 def _norm_scores(norms: np.ndarray, norm_range: tuple[float, float] | None, options: dict[str, Any]) -> np.ndarray:
     """feature_norm's [0, 1] score; its range by default the data's, so nothing is clipped and
     the EDC sees the norms' full order."""
-    low, high = norm_range or (options.get("low", float(norms.min())), options.get("high", float(norms.max())))
+    low, high = _norm_range(norms, norm_range, options)
     return np.clip((norms - low) / max(high - low, 1e-12), 0.0, 1.0)
 
 
