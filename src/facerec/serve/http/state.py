@@ -75,7 +75,8 @@ class ServiceState:
 
     async def qualities(self, sighting: Sighting, faces: list[Face]) -> list[float]:
         """Each face's quality score, computed in the pool (it runs the model)."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self.service.qualities, sighting, faces)
+        with stage("quality"):
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self.service.qualities, sighting, faces)
 
 
 def service_state(request: Request) -> ServiceState:
