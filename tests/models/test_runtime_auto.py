@@ -100,19 +100,22 @@ def test_an_unrecorded_model_is_measured_once_and_the_crossover_follows_the_spee
     monkeypatch.setattr(runtime_module, "FIRST_USE_REPEATS", 2)  # a short measurement: the test checks the logic
     path = tiny_file(tmp_path, seed=3)
     model = load_recognition_model(path, "cpu", runtime="auto")
-    assert model.auto is not None and model.net is not model.auto.onnx  # autograd stays on torch
+    assert isinstance(model.net, nn.Module) and not isinstance(model.net, OnnxNet)  # autograd stays on torch
     cached = list((tmp_path / "onnx-cache").glob("*.speed.json"))
     assert len(cached) == 1
     measured = read_records(cached[0])
     # the crossover is the first measured batch where torch is at least as fast (else None)
     wins = [b for b, t, o in zip(measured["batches"], measured["torch"], measured["onnx"], strict=True) if t >= o]
-    assert measured["crossover"] == (wins[0] if wins else None) == model.auto.crossover
+    assert measured["crossover"] == (wins[0] if wins else None)
+    # torch at least as fast at batch 1: torch alone; else onnxruntime below the crossover
+    assert (model.auto is None) if measured["crossover"] == 1 else (model.auto.crossover == measured["crossover"])
 
     def no_second_measurement(*args, **kwargs):
         raise AssertionError("measured twice")
 
     monkeypatch.setattr(runtime_module, "measure_speeds", no_second_measurement)
-    assert load_recognition_model(path, "cpu", runtime="auto").auto.crossover == measured["crossover"]
+    again = load_recognition_model(path, "cpu", runtime="auto").auto
+    assert (again is None) == (model.auto is None) and (again is None or again.crossover == measured["crossover"])
 
 
 def test_the_crossover_is_the_first_batch_where_torch_keeps_up(monkeypatch):

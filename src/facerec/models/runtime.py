@@ -23,6 +23,7 @@ import platform
 import statistics
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -86,8 +87,22 @@ def measure_speeds(
 ) -> dict[str, Any]:
     """Faces per second of both runtimes at each batch size (one runtime at a time), and the
     crossover: the smallest measured batch at which torch is at least as fast (None: none).
-    `stop_at_crossover` skips the larger batches once it is found."""
-    torch_net = torch_net.eval()
+    `stop_at_crossover` skips the larger batches once it is found. Timed in a worker thread, as
+    the service and the pipeline's callers run networks: on the shared 2-core VM under load,
+    torch called from the thread that built the model ran 10-100x slower than from another
+    thread, which made onnxruntime look faster everywhere."""
+    with ThreadPoolExecutor(1, thread_name_prefix="facerec-speed") as worker:
+        return worker.submit(_measure, torch_net.eval(), onnx_net, size, batches, repeats, stop_at_crossover).result()
+
+
+def _measure(
+    torch_net: nn.Module,
+    onnx_net: nn.Module,
+    size: int,
+    batches: Sequence[int],
+    repeats: int,
+    stop_at_crossover: bool,
+) -> dict[str, Any]:
     speeds: dict[str, Any] = {"batches": [], "torch": [], "onnx": [], "crossover": None}
     for batch in sorted(batches):
         on_torch = faces_per_second(torch_net, size, batch, repeats)
@@ -154,8 +169,10 @@ def auto_choice(net: nn.Module, card: ModelCard, device: torch.device) -> Runtim
             reason, level = f"it could not be exported to ONNX ({exc})", logging.WARNING
         else:
             choice = _choice(net, onnx, card)
-            log.info("runtime auto for model %s: %s", name, choice.describe())
-            return choice
+            if choice.crossover != 1:
+                log.info("runtime auto for model %s: %s", name, choice.describe())
+                return choice
+            reason = f"it was at least as fast at every measured batch size ({choice.source})"
     log.log(level, "runtime auto for model %s: torch, because %s", name, reason)
     return None
 
