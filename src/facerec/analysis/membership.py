@@ -10,6 +10,7 @@ bootstrap interval (identities resampled within each class).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,48 @@ def bootstrap_auc(
 def attack(
     emb: np.ndarray, identities: np.ndarray, members: set[str], n_boot: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
-    scores = compactness(emb, identities)
+    return attack_on_scores(compactness(emb, identities), members, n_boot, seed)
+
+
+# The black-box attacker (FaceLeaks' open question): no embeddings, only the similarity score of
+# each pair of images he submits. The same compactness, estimated from the pairs he can afford.
+PairScores = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (left, right image indices) -> scores
+
+
+def scores_only_compactness(
+    query: PairScores, identities: np.ndarray, pairs_per_identity: int | None = None, seed: int = 0
+) -> dict[str, float]:
+    """Each identity's mean score over `pairs_per_identity` random pairs of its images (None:
+    every pair), asked through `query`, which is all the attacker sees."""
+    rng = np.random.default_rng(seed)
+    identities = np.asarray(identities)
+    out = {}
+    for name in np.unique(identities):
+        rows = np.flatnonzero(identities == name)
+        left, right = np.triu_indices(len(rows), 1)
+        if not len(left):
+            continue
+        if pairs_per_identity is not None and pairs_per_identity < len(left):
+            chosen = rng.choice(len(left), pairs_per_identity, replace=False)
+            left, right = left[chosen], right[chosen]
+        out[str(name)] = float(np.mean(query(rows[left], rows[right])))
+    return out
+
+
+def scores_only_attack(
+    query: PairScores,
+    identities: np.ndarray,
+    members: set[str],
+    pairs_per_identity: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    scores = scores_only_compactness(query, identities, pairs_per_identity, seed)
+    return {**attack_on_scores(scores, members, n_boot, seed), "pairs_per_identity": pairs_per_identity}
+
+
+def attack_on_scores(scores: dict[str, float], members: set[str], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """AUC (bootstrap interval) of identity scores for members against non-members."""
     pos = np.array([v for k, v in scores.items() if k in members])
     neg = np.array([v for k, v in scores.items() if k not in members])
     if len(pos) < 2 or len(neg) < 2:
