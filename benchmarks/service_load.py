@@ -439,6 +439,33 @@ def print_tables(rows: list[Row]) -> None:
             print(f"| {r.model}:{r.runtime} | {r.operation} | {r.clients} | {r.repeat} | {cells} |")
 
 
+STAGES = ("read", "parse", "auth", "see", "crop", "quality", "embed", "store", "other", "client")
+
+
+def plot_one_client(rows: list[Row], path: Path) -> Path:
+    """Per 1-client row: the in-process time beside the HTTP p50, split into the server's
+    median stages (with --timing; a stack of medians, so it need not add up to the p50)."""
+    from facerec.core.plots import pyplot, save_figure
+
+    plt = pyplot()
+    ones = [r for r in rows if r.clients == 1]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(ones)), 4.5))
+    x = np.arange(len(ones))
+    ax.bar(x - 0.2, [r.inprocess_ms for r in ones], 0.4, color="0.6", label="in-process")
+    bottom = np.zeros(len(ones))
+    for name in STAGES:
+        heights = np.array([r.stages_ms.get(name, 0.0) for r in ones])
+        if heights.any():
+            ax.bar(x + 0.2, heights, 0.4, bottom=bottom, label=name)
+            bottom += heights
+    ax.scatter(x + 0.2, [r.p50_ms for r in ones], color="k", marker="_", s=200, label="HTTP p50", zorder=3)
+    labels = [f"{r.model}:{r.runtime}\n{r.operation} #{r.repeat}" for r in ones]
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("ms per request (1 client)")
+    ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -459,7 +486,7 @@ def main() -> None:
         help="at 1 client, run each request right after the same work in-process (a shared machine's load hits both)",
     )
     p.add_argument("--serve-args", default="", help="more `facerec serve` options, e.g. '--batch-wait-ms 0'")
-    p.add_argument("--json", type=Path, help="write the rows here")
+    p.add_argument("--json", type=Path, help="write the rows here (and a PNG of the 1-client stages beside it)")
     args = p.parse_args()
 
     work = Workload()
@@ -476,6 +503,8 @@ def main() -> None:
                     args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     print(f"total {time.monotonic() - started:.0f} s")
     print_tables(rows)
+    if args.json and rows:
+        print(f"plot: {plot_one_client(rows, args.json.with_suffix('.png'))}")
 
 
 if __name__ == "__main__":
