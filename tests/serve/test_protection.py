@@ -37,3 +37,26 @@ def test_a_thief_links_plaintext_vectors_as_the_model_does_and_sealed_ones_at_ch
         assert low < 0.5 < high and abs(view["auc"] - 0.5) < 0.1
     assert sealed["rank1_with_own_model"] <= 5 * report["chance_rank1"]
     assert plain["rank1_with_own_model"] > 0.9
+
+
+def test_the_stolen_gallery_command_on_a_tree(tmp_path, tree, capsys):
+    import json
+
+    import torch
+
+    from facerec.cli import main
+    from facerec.models import build_backbone
+    from facerec.models.io import export_model
+
+    cfg = {"name": "lowres_irse8", "embedding_size": 8, "input_size": 16, "options": {"widths": [4, 8, 8, 8]}}
+    torch.manual_seed(0)
+    model = export_model(tmp_path / "m.pt", build_backbone(cfg["name"], 8, 16, cfg["options"]), cfg)
+    out = tmp_path / "out"
+    args = ["--images", str(tree), "--model", str(model), "--detector", "none", "--no-cache", "--out", str(out)]
+    assert main(["analyze", "stolen-gallery", *args]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("encrypted: linking AUC float32 values") and "plaintext: linking AUC" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert (report["gallery_faces"], report["probes"]) == (4, 8)
+    assert report["encrypted"]["stored_bytes_per_vector"] == [1 + 12 + 32 + 16]
+    assert not list(out.glob("*.db*"))  # the thief's copies are not left behind

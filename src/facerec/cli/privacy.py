@@ -50,7 +50,9 @@ def run_analyze_stolen_gallery(args: argparse.Namespace) -> int:
     report = stolen_gallery_study(analysis_source(args), args.model, args.detector, Path(args.out))
     for kind in ("encrypted", "plaintext"):
         r = report[kind]
-        auc = ", ".join(f"{view} {v['auc']:.3f} {v['ci95']}" for view, v in r["linking"].items())
+        auc = ", ".join(
+            f"{view} {v['auc']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" for view, v in r["linking"].items()
+        )
         print(f"{kind}: linking AUC {auc}; rank-1 with the thief's model {100 * r['rank1_with_own_model']:.1f}%")
     print(f"chance rank-1 {100 * report['chance_rank1']:.2f}%; report in {args.out}")
     return 0
