@@ -47,6 +47,12 @@ def test_enroll_keeping_crops_then_migrate_by_crops_or_by_a_map(tmp_path, tree, 
     assert "0 faces embedded again from their kept crops, 12 mapped from 'plain'" in out
     assert "map: 15 calibration faces" in out and "gallery 'plain' is unchanged" in out
 
+    assert main(["gallery", "list", *store[:3]]) == 0
+    listed = capsys.readouterr().out
+    assert "kept: 4 people, 12 faces" in listed and "keeps crops" in listed
+    assert "migrated from 'kept' of model" in listed and "(12 faces embedded again, 0 mapped)" in listed
+    assert "(0 faces embedded again, 12 mapped, map loss" in listed and "on 15 faces)" in listed
+
     pipeline = RecognitionPipeline.load(new, detector="none", flip=True, device="cpu")
     with open_store(tmp_path / "store.db", plaintext=True) as opened:
         kept = opened.gallery("kept-new")

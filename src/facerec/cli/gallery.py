@@ -36,8 +36,18 @@ def run_list(args: argparse.Namespace) -> int:
             print(
                 f"{g.name}: {counts.subjects} people, {counts.faces} faces; model '{g.model}' "
                 f"(digest {g.digest[:12]}), detector {g.pipeline.get('detector', '?')}, threshold {threshold}"
+                + ("; keeps crops" if g.keep_crops else "")
+                + (f"; {migration_note(g.migration)}" if g.migration else "")
             )
     return 0
+
+
+def migration_note(record: dict) -> str:
+    """How a migrated gallery was made, in a few words."""
+    note = f"migrated from '{record['from_gallery']}' of model '{record['from_model']}'"
+    note += f" ({record['re_embedded']} faces embedded again, {record['mapped']} mapped"
+    loss = f", map loss {record['map']['loss']:.3f} on {record['map']['calibration']} faces" if "map" in record else ""
+    return note + loss + ")"
 
 
 @command("gallery list", "the galleries of a store, with their model and size", run_list)
