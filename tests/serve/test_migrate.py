@@ -164,12 +164,25 @@ def downgrade_to_schema_1(store_maker) -> None:
         store_maker.server.execute(statement, database)
 
 
+def schema_of(store_maker) -> str:
+    if store_maker.backend == "sqlite":
+        with sqlite3.connect(store_maker.root / "store.db") as db:
+            return db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+    from psycopg.conninfo import conninfo_to_dict
+
+    database = conninfo_to_dict(store_maker.url)["dbname"]
+    return store_maker.server.execute("SELECT value FROM facerec_meta WHERE key = 'schema'", database)[0][0]
+
+
 def test_a_schema_1_store_is_upgraded_when_opened_and_keeps_its_faces(store_maker):
     vectors = unit(np.random.default_rng(5).standard_normal((5, 8)))
     with store_maker.open(key=KEY) as store:
         store.create_gallery("g", "m", OLD, {"detector": "mtcnn"}, 8)
         ids = [f.id for f in store.add_faces("g", [NewFace(f"p{i % 2}", v, {"i": i}) for i, v in enumerate(vectors)])]
     downgrade_to_schema_1(store_maker)
+    with pytest.raises(StoreKeyError, match="wrong key"):
+        store_maker.open(key=bytes(32))  # refused before anything is changed
+    assert schema_of(store_maker) == "1"
     with store_maker.open(key=KEY) as store:
         record = store.gallery("g")
         assert (record.keep_crops, record.migration, record.pipeline) == (False, None, {"detector": "mtcnn"})
@@ -178,7 +191,7 @@ def test_a_schema_1_store_is_upgraded_when_opened_and_keeps_its_faces(store_make
         assert store.search("g", vectors[3], k=1)[0][0].face_id == ids[3]
         store.create_gallery("new", "m", OLD, {}, 8, keep_crops=True)  # the new columns work
         assert store.gallery("new").keep_crops and store.check_integrity() == []
-    assert SCHEMA_VERSION == 2 and sorted(UPGRADES) == [2]
+    assert schema_of(store_maker) == str(SCHEMA_VERSION) == "2" and sorted(UPGRADES) == [2]
 
 
 # ---- migration -------------------------------------------------------------------------------

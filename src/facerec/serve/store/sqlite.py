@@ -160,11 +160,12 @@ class SQLiteStore(GalleryStore):
         if not meta:
             meta = self._create_schema(key, plaintext)
         version = int(meta.get("schema", "0"))
-        if 1 <= version < SCHEMA_VERSION:
-            version = self._upgrade()
-        if version != SCHEMA_VERSION:
+        if not 1 <= version <= SCHEMA_VERSION:
             raise StoreError(f"{self.path} has store schema {version}; this facerec reads schema {SCHEMA_VERSION}")
-        return self._cipher_for(meta, key)
+        cipher = self._cipher_for(meta, key)  # only whoever holds the key changes the store, even its schema
+        if version < SCHEMA_VERSION:
+            self._upgrade()
+        return cipher
 
     def _upgrade(self) -> int:
         """Bring an older store up to SCHEMA_VERSION, one transaction per version (inside the
