@@ -165,3 +165,15 @@ def test_the_recorded_crossovers_follow_their_measured_speeds():
         wins = [b for b, t, o in zip(record["batches"], record["torch"], record["onnx"], strict=True) if t >= o]
         assert record["crossover"] == (wins[0] if wins else None), digest
         assert record["command"].startswith("python benchmarks/onnx_speed.py")
+
+
+@needs_onnx
+def test_a_recorded_crossover_of_one_keeps_torch_alone_without_an_export(tmp_path, records, caplog):
+    path = tiny_file(tmp_path)
+    card = load_recognition_model(path, "cpu", runtime="torch").card
+    runtime_module.record_speeds(card, {"crossover": 1, "date": "test", "command": "test"}, records)
+    with caplog.at_level(logging.INFO, logger="facerec.models.runtime"):
+        model = load_recognition_model(path, "cpu", runtime="auto")
+    assert model.auto is None and model.inference_net(1) is model.net
+    assert "torch, because it was at least as fast at every measured batch size" in caplog.text
+    assert not (tmp_path / "onnx-cache").exists()  # nothing exported

@@ -162,6 +162,9 @@ def auto_choice(net: nn.Module, card: ModelCard, device: torch.device) -> Runtim
     """The onnxruntime side of the auto runtime for a torch model, or None (torch alone) with the
     reason logged."""
     name, reason, level = card.name or card.short_id, _torch_only_reason(net, card, device), logging.INFO
+    recorded = read_records().get(card.digest)
+    if reason is None and recorded is not None and recorded["crossover"] == 1:  # no export needed
+        reason = f"it was at least as fast at every measured batch size ({_recorded_source(recorded)})"
     if reason is None:
         try:
             onnx = OnnxNet(cached_onnx_file(net, card), device)
@@ -194,7 +197,7 @@ def _choice(net: nn.Module, onnx: OnnxNet, card: ModelCard) -> RuntimeChoice:
     else measured now (once) and cached."""
     recorded = read_records().get(card.digest)
     if recorded is not None:
-        return RuntimeChoice(onnx, recorded["crossover"], f"recorded {recorded['date']}: {recorded['command']}")
+        return RuntimeChoice(onnx, recorded["crossover"], _recorded_source(recorded))
     cached = onnx.path.with_suffix(".speed.json")
     if cached.is_file():
         found = read_records(cached)
@@ -203,6 +206,10 @@ def _choice(net: nn.Module, onnx: OnnxNet, card: ModelCard) -> RuntimeChoice:
     speeds = measure_speeds(net, onnx, card.input_size, repeats=FIRST_USE_REPEATS, stop_at_crossover=True)
     write_json(cached, speed_record(speeds, card, torch.get_num_threads(), "first use"), indent=1)
     return RuntimeChoice(onnx, speeds["crossover"], f"measured on first use {date.today().isoformat()}")
+
+
+def _recorded_source(record: dict[str, Any]) -> str:
+    return f"recorded {record['date']}: {record['command']}"
 
 
 __all__ = ["RuntimeChoice", "auto_choice", "measure_speeds", "record_speeds", "speed_record"]
