@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 from tqdm import tqdm
 
+from facerec.align.pipeline import PRE_ALIGNED
 from facerec.config import Config, DataConfig, ProtocolConfig
 from facerec.core.files import write_json
 from facerec.eval.benchmark import build_protocols, run_benchmark
@@ -220,7 +221,7 @@ class PeriodicEvaluation(Callback):
         with unchanged_random_state(), eval_mode(backbone):
             if trainer.val_set is not None:
                 held_out = HeldOutPairs(trainer.val_set, self.num_pairs, seed=trainer.cfg.train.seed)
-                summary = held_out.evaluate(self.pipeline(trainer, "none", 0, True))["summary"]
+                summary = held_out.evaluate(self.pipeline(trainer, PRE_ALIGNED, 0, True))["summary"]
                 metrics.update({f"val_{k}": v for k, v in summary.items()})
             if self.entries:
                 flips = (False, True) if reports is not None else (True,)
@@ -237,10 +238,13 @@ class PeriodicEvaluation(Callback):
 
     def pipeline(self, trainer: Trainer, detector: str, degrade: int, flip: bool) -> RecognitionPipeline:
         """The trained backbone seen through `detector` ('none': aligned crops)."""
+        crops = (PRE_ALIGNED, 0, True)  # the held-out check's pipeline; its model serves every variant
+        if crops not in self.pipelines:
+            net, size = trainer.net["backbone"], trainer.cfg.backbone.input_size
+            self.pipelines[crops] = RecognitionPipeline.for_network(net, size, trainer.device)
         key = (detector, degrade, flip)
         if key not in self.pipelines:
-            net, size = trainer.net["backbone"], trainer.cfg.backbone.input_size
-            model = RecognitionPipeline.for_network(net, size, trainer.device).model
+            model = self.pipelines[crops].model
             self.pipelines[key] = RecognitionPipeline(
                 model, detector, degrade=degrade, flip=flip, device=trainer.device, batch_size=256
             )
