@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -478,14 +478,8 @@ class SQLiteStore(GalleryStore):
             gallery_id, record = self._gallery_row(gallery)
             found = {}
             for face_id in dict.fromkeys(int(i) for i in face_ids):
-                row = self._db.execute(
-                    "SELECT f.vector FROM faces f JOIN subjects s ON s.id = f.subject_id "
-                    "WHERE f.id = ? AND s.gallery_id = ?",
-                    (face_id, gallery_id),
-                ).fetchone()
-                if row is None:
-                    raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
-                found[face_id] = self._unseal(face_id, row[0], record.dimension)
+                blob = self._face_cell(gallery, gallery_id, face_id, "vector")
+                found[face_id] = self._unseal(face_id, blob, record.dimension)
         return np.stack([found[int(i)] for i in face_ids]) if found else np.zeros((0, record.dimension), np.float32)
 
     def crops(self, gallery: str, face_ids: Sequence[int]) -> list[np.ndarray | None]:
@@ -493,15 +487,20 @@ class SQLiteStore(GalleryStore):
             gallery_id, _ = self._gallery_row(gallery)
             found = []
             for face_id in (int(i) for i in face_ids):
-                row = self._db.execute(
-                    "SELECT f.crop FROM faces f JOIN subjects s ON s.id = f.subject_id "
-                    "WHERE f.id = ? AND s.gallery_id = ?",
-                    (face_id, gallery_id),
-                ).fetchone()
-                if row is None:
-                    raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
-                found.append(None if row[0] is None else self._open_crop(face_id, row[0]))
+                blob = self._face_cell(gallery, gallery_id, face_id, "crop")
+                found.append(None if blob is None else self._open_crop(face_id, blob))
         return found
+
+    def _face_cell(self, gallery: str, gallery_id: int, face_id: int, column: Literal["vector", "crop"]) -> Any:
+        """One column (vector or crop) of a face of this gallery; UnknownFace if it is not there."""
+        row = self._db.execute(
+            f"SELECT f.{column} FROM faces f JOIN subjects s ON s.id = f.subject_id "
+            "WHERE f.id = ? AND s.gallery_id = ?",
+            (face_id, gallery_id),
+        ).fetchone()
+        if row is None:
+            raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
+        return row[0]
 
     def _open_crop(self, face_id: int, blob: bytes) -> np.ndarray:
         return decode_crop(self._cipher.open(bytes(blob), crop_aad(face_id)), f"face {face_id} in {self.location}")
