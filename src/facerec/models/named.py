@@ -19,14 +19,25 @@ DEFAULT_MODEL_FILE = Path(__file__).parent / "weights" / "default.pt"
 DLIB_THRESHOLDS = [ThresholdRecord(0.9116, "mtcnn", True, "LFW View 2, mean of the 10 fold thresholds")]
 
 
+def _shipped_student(name: str, device: str | torch.device) -> RecognitionModel:
+    if not DEFAULT_MODEL_FILE.is_file():
+        raise FacerecError(f"the {name} model file is missing from this installation ({DEFAULT_MODEL_FILE})")
+    model = build_from_file(read_model_file(DEFAULT_MODEL_FILE), device)
+    model.card.name = name
+    return model
+
+
+@MODELS.register("fast")
+def fast_model(device: str | torch.device = "cpu") -> RecognitionModel:
+    """facerec's own 64 px MobileFaceNet, distilled from dlib (docs/model_card.md): ~45x faster
+    than the reference on a CPU, 95.83% on LFW fold 9 against its 99.17%."""
+    return _shipped_student("fast", device)
+
+
 @MODELS.register("default")
 def default_model(device: str | torch.device = "cpu") -> RecognitionModel:
-    """facerec's own 64 px MobileFaceNet, distilled from dlib (docs/model_card.md)."""
-    if not DEFAULT_MODEL_FILE.is_file():
-        raise FacerecError(f"the default model file is missing from this installation ({DEFAULT_MODEL_FILE})")
-    model = build_from_file(read_model_file(DEFAULT_MODEL_FILE), device)
-    model.card.name = "default"
-    return model
+    """The model the use commands take when none is named (see the README for the rule)."""
+    return _shipped_student("default", device)
 
 
 @MODELS.register("dlib")
