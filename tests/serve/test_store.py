@@ -5,6 +5,7 @@ encryption at rest, interrupted writes, and the HNSW index's recall."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -428,6 +429,27 @@ def test_inverted_file_follows_additions_and_removals_and_retrains_as_it_grows()
     ids, rows = index.vectors.vectors()
     assert sorted(ids.tolist()) == live.tolist()
     np.testing.assert_allclose(rows[np.argsort(ids)], vectors[live - 1], atol=1e-6)
+
+
+def test_the_most_faces_of_one_subject_follows_adds_and_removals():
+    """Searches read how many faces the largest subject has (it sizes the candidate list that
+    holds k subjects); it must equal a count over the live faces after every change."""
+    rng = np.random.default_rng(13)
+    index = GalleryIndex(8, IndexPolicy())
+    live: dict[int, str] = {}
+    for step in range(60):
+        if live and step % 3 == 2:
+            gone = rng.choice(sorted(live), size=min(len(live), int(rng.integers(1, 6))), replace=False)
+            index.remove(gone.tolist())
+            for face in gone.tolist():
+                del live[face]
+        else:
+            ids = np.arange(1000 * step, 1000 * step + int(rng.integers(1, 8)))
+            subjects = [f"p{int(rng.integers(0, 6))}" for _ in ids]
+            index.add(ids, subjects, unit_vectors(len(ids), 8, seed=step))
+            live.update(zip(ids.tolist(), subjects, strict=True))
+        counts = Counter(live.values())
+        assert index.most_faces_of_one_subject == max(counts.values(), default=0)
 
 
 # ---- the PostgreSQL store --------------------------------------------------------------------
