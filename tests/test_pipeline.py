@@ -96,7 +96,7 @@ def test_every_face_of_an_image_is_reported_and_the_chosen_one_embedded():
     small_b = np.asarray(Image.fromarray(b).resize((200, 200)))
     canvas = np.zeros((250, 450, 3), dtype=np.uint8)
     canvas[:250, :250], canvas[25:225, 250:450] = a, small_b
-    pipeline = RecognitionPipeline.load("default", detector="mtcnn", device="cpu")
+    pipeline = RecognitionPipeline.load("fast", detector="mtcnn", device="cpu")
     (result,) = pipeline.run([canvas], every_face=True)
     assert len(result.faces) == 2 and result.face is not None
     assert result.face.area == max(f.area for f in result.faces)  # policy 'largest'

@@ -193,7 +193,7 @@ def test_an_image_without_a_face_is_a_no_face_error(tmp_path):
 
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((160, 160, 3), 128, dtype=np.uint8)).save(blank)
-    pipeline = RecognitionPipeline.load("default", detector="mtcnn", device="cpu", several="largest")
+    pipeline = RecognitionPipeline.load("fast", detector="mtcnn", device="cpu", several="largest")
     with pytest.raises(NoFaceError, match="no face detected"):
         explain_pair(pipeline, blank, blank)
 
@@ -209,7 +209,7 @@ def lfw_image(name: str, number: int):
 @pytest.fixture(scope="module")
 def default_pipeline():
     # no flip: half the network calls, and the unflipped score is as good a thing to explain
-    return RecognitionPipeline.load("default", detector="mtcnn", device="cpu", flip=False, several="largest")
+    return RecognitionPipeline.load("fast", detector="mtcnn", device="cpu", flip=False, several="largest")
 
 
 LFW_OPTIONS = ExplainOptions(steps=8)  # 16 px patches every 8 px over the 64 px crop
@@ -273,9 +273,9 @@ def test_the_reference_model_is_explained_by_occlusion_and_refuses_the_gradient_
 def test_the_command_explains_the_score_verify_gives(tmp_path):
     a, b = lfw_image("Aaron_Peirsol", 1), lfw_image("Aaron_Peirsol", 2)
     out = tmp_path / "default"
-    assert main(["explain", str(a), str(b), "--method", "occlusion", "--patch", "32", "--out", str(out)]) == 0
+    assert main(["explain", str(a), str(b), "--model", "fast", "--method", "occlusion", "--patch", "32", "--out", str(out)]) == 0
     report = json.loads((out / "explanation.json").read_text())
-    pipeline = RecognitionPipeline.load("default", detector="mtcnn", device="cpu", several="largest")
+    pipeline = RecognitionPipeline.load("fast", detector="mtcnn", device="cpu", several="largest")
     assert report["score"] == pytest.approx(float(pipeline.represent(a) @ pipeline.represent(b)), abs=1e-5)
     assert report["options"] == {"methods": ["occlusion"], "patch": 32, "stride": 16, "steps": 32, "top": 5}
     assert report["faces"]["b"]["occlusion"]["patches"] == 9 and report["images"] == [str(a), str(b)]

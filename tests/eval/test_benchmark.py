@@ -130,10 +130,10 @@ def test_protocol_list_files(tmp_path):
 def test_cli_runs_the_default_model_and_refuses_nothing_to_do(pair_files, tmp_path, capsys):
     folder, _ = pair_files
     out = tmp_path / "out"
-    code = main(["benchmark", "default", "--pairs", str(folder / "pairs.csv"), "--detector", "none", "--out", str(out)])
+    code = main(["benchmark", "fast", "--pairs", str(folder / "pairs.csv"), "--detector", "none", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| pairs (none) | no |" in printed and "| pairs (none) | yes |" in printed
     assert (out / "benchmark.md").is_file()
-    assert main(["benchmark", "default", "--out", str(out)]) == 2
+    assert main(["benchmark", "fast", "--out", str(out)]) == 2
     assert "nothing to run" in capsys.readouterr().err

@@ -183,7 +183,7 @@ def test_resampled_impostor_totals_against_enumeration():
 # ---- the command ---------------------------------------------------------------------------
 def test_cli_writes_a_card_whose_threshold_loads_back(tree, tmp_path, capsys):
     card = tmp_path / "calibrated.pt"
-    args = ["calibrate", "default", str(tree), "--far", "0.1", "--detector", "none", "--bootstrap", "50"]
+    args = ["calibrate", "fast", str(tree), "--far", "0.1", "--detector", "none", "--bootstrap", "50"]
     assert main([*args, "--out", str(tmp_path / "out"), "--write-card", str(card)]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     cal = report["calibration"]
@@ -192,14 +192,14 @@ def test_cli_writes_a_card_whose_threshold_loads_back(tree, tmp_path, capsys):
     model = load_recognition_model(card)
     record = model.card.threshold_for("none", True)
     assert record.value == cal["threshold"] and record.target_far == 0.1
-    assert model.card.digest == load_recognition_model("default").card.digest  # same weights
+    assert model.card.digest == load_recognition_model("fast").card.digest  # same weights
     # the file is not overwritten, and the shipped default never is
     assert main([*args, "--out", str(tmp_path / "out2"), "--write-card", str(card)]) == 2
     assert "exists" in capsys.readouterr().err
 
 
 def test_cli_says_when_there_are_too_few_impostor_pairs(tree, tmp_path, capsys):
-    code = main(["calibrate", "default", str(tree), "--far", "1e-3", "--detector", "none", "--out", str(tmp_path)])
+    code = main(["calibrate", "fast", str(tree), "--far", "1e-3", "--detector", "none", "--out", str(tmp_path)])
     assert code == 1
     assert "too few impostor pairs (54 < 1/FAR = 1000)" in capsys.readouterr().out
 
@@ -211,12 +211,12 @@ def test_cli_on_a_pairs_csv_sets_a_gallery_threshold(tree, tmp_path, capsys):
     with (tmp_path / "pairs.csv").open("w", newline="") as fh:
         rows = [(a, b, int(a.parent == b.parent)) for a, b in itertools.combinations(images, 2)]
         csv.writer(fh).writerows(rows)
-    digest = load_recognition_model("default").card.digest
+    digest = load_recognition_model("fast").card.digest
     with SQLiteStore(tmp_path / "store.db", None, plaintext=True) as store:
         store.create_gallery("g", "default", digest, {"detector": "mtcnn", "flip": True}, 128)
         store.create_gallery("noflip", "default", digest, {"detector": "none", "flip": False}, 128)
     target = f"{tmp_path / 'store.db'}:g"
-    args = ["calibrate", "default", str(tmp_path / "pairs.csv"), "--pairs", "--far", "0.1", "--detector", "none"]
+    args = ["calibrate", "fast", str(tmp_path / "pairs.csv"), "--pairs", "--far", "0.1", "--detector", "none"]
     assert main([*args, "--out", str(tmp_path / "out"), "--gallery", target, "--plaintext", "--bootstrap", "20"]) == 0
     cal = json.loads((tmp_path / "out" / "report.json").read_text())["calibration"]
     assert cal["bootstrap_unit"] == "subjects" and cal["impostor_pairs"] == 54

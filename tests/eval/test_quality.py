@@ -230,7 +230,7 @@ def test_degraded_lfw_faces_score_lower_than_clean_ones():
     its limits, stated in docs/benchmarks.md)."""
     from facerec.data.transforms import to_tensor
 
-    pipeline = RecognitionPipeline.load("default", detector="mtcnn", device="cpu")
+    pipeline = RecognitionPipeline.load("fast", detector="mtcnn", device="cpu")
     names = [("George_W_Bush", 1), ("Jennifer_Lopez", 1), ("Colin_Powell", 1), ("Serena_Williams", 1)]
     paths = [LFW / "images" / name / f"{name}_{number:04d}.jpg" for name, number in names]
     clean = torch.stack([to_tensor(pipeline.align(path).crop) for path in paths])

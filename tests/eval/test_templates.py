@@ -419,7 +419,7 @@ def check_lfw_templates(root: Path, pipeline: RecognitionPipeline, monkeypatch) 
 @needs_lfw
 def test_lfw_templates_match_brute_force(tmp_path, monkeypatch):
     """LFW photos as they are (no detector: the whole deep-funneled image), the default model."""
-    pipeline = RecognitionPipeline.load("default", detector="none", flip=False, device="cpu")
+    pipeline = RecognitionPipeline.load("fast", detector="none", flip=False, device="cpu")
     check_lfw_templates(lfw_template_set(tmp_path), pipeline, monkeypatch)
 
 
@@ -428,7 +428,7 @@ def test_lfw_templates_match_brute_force(tmp_path, monkeypatch):
 @needs_mtcnn
 def test_lfw_templates_on_mtcnn_crops(tmp_path, monkeypatch):
     """The same on MTCNN crops, where the default model separates these people."""
-    pipeline = RecognitionPipeline.load("default", detector="mtcnn", missing="center", flip=False, device="cpu")
+    pipeline = RecognitionPipeline.load("fast", detector="mtcnn", missing="center", flip=False, device="cpu")
     assert check_lfw_templates(lfw_template_set(tmp_path), pipeline, monkeypatch) > 0.9
 
 
@@ -437,7 +437,7 @@ def test_cli_makes_and_evaluates_a_set(tmp_path, capsys):
 
     SyntheticFaces(6, 4, size=32).write_tree(tmp_path / "tree", progress=False)
     args = ["eval", "templates", str(tmp_path / "set"), "--make-from", str(tmp_path / "tree"), "--detector", "none"]
-    code = main([*args, "--model", "default", "--device", "cpu", "--out", str(tmp_path / "out"), "--pooling", "mean"])
+    code = main([*args, "--model", "fast", "--device", "cpu", "--out", str(tmp_path / "out"), "--pooling", "mean"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "6 subjects, 12 templates of 24 images, 6 genuine + 60 impostor pairs" in printed

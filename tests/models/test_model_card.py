@@ -72,8 +72,8 @@ def test_model_files_without_a_card_still_load(tmp_path):
 
 
 def test_named_models_and_clear_errors(tmp_path):
-    model = load_recognition_model("default")
-    assert model.name == "default" and DEFAULT_MODEL_FILE.stat().st_size < 8e6
+    model = load_recognition_model("fast")
+    assert model.name == "fast" and DEFAULT_MODEL_FILE.stat().st_size < 8e6
     record = model.card.threshold_for("mtcnn", True)
     assert record is not None and 0 < record.value < 1 and record.detector == "mtcnn"
     assert model.net(torch.rand(2, 3, model.input_size, model.input_size)).shape == (2, 128)

@@ -154,12 +154,12 @@ def test_the_dlib_model_cannot_be_exported(tmp_path, capsys):
 
 def test_export_then_embed_on_onnxruntime_equals_torch(tmp_path, tree, capsys):
     out = tmp_path / "default.onnx"
-    assert main(["export", "default", "--format", "onnx", "--out", str(out)]) == 0
+    assert main(["export", "fast", "--format", "onnx", "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     runs = {
-        "torch": ["--model", "default", "--runtime", "torch"],
+        "torch": ["--model", "fast", "--runtime", "torch"],
         "onnx-file": ["--model", str(out), "--runtime", "onnx"],
-        "onnx-cached": ["--model", "default", "--runtime", "onnx"],
+        "onnx-cached": ["--model", "fast", "--runtime", "onnx"],
     }
     embeddings = {}
     for name, model_args in runs.items():
@@ -191,7 +191,7 @@ def test_the_default_model_on_onnxruntime_equals_torch_on_100_aligned_lfw_faces(
     from facerec.models.onnx import export_onnx, load_onnx_model
     from facerec.pipeline import RecognitionPipeline
 
-    pipeline = RecognitionPipeline.load("default", detector="mtcnn", device="cpu")
+    pipeline = RecognitionPipeline.load("fast", detector="mtcnn", device="cpu")
 
     def aligned(path: Path) -> torch.Tensor | None:
         try:
@@ -201,7 +201,7 @@ def test_the_default_model_on_onnxruntime_equals_torch_on_100_aligned_lfw_faces(
 
     faces = torch.stack(list(islice((c for c in map(aligned, lfw_images()[::50]) if c is not None), 100)))
     assert faces.shape == (100, 3, 64, 64)
-    onnx_net = load_onnx_model(export_onnx("default", tmp_path / "default.onnx")).net
+    onnx_net = load_onnx_model(export_onnx("fast", tmp_path / "default.onnx")).net
     with torch.no_grad():
         expected = pipeline.net(faces)
     assert (onnx_net(faces) - expected).abs().max() < TOLERANCE

@@ -18,14 +18,15 @@ import pytest
 from PIL import Image
 from served import assert_error, auth, files, lfw, start_server
 
-from conftest import needs_lfw, needs_mtcnn
+from conftest import needs_dlib, needs_lfw, needs_mtcnn
 from facerec.cli import main
 from facerec.serve.keys import KeyStore
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-pytestmark = needs_mtcnn  # the server detects faces with MTCNN
+# The server detects faces with MTCNN and runs the default model, the dlib reference.
+pytestmark = [needs_mtcnn, needs_dlib]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MAX_REQUEST = 2**20  # the test server's body limit: small, so an oversized request is cheap
@@ -81,7 +82,7 @@ def gray(size: int = 160) -> bytes:
 def test_health_ready_and_docs(client):
     assert client.get("/v1/health").json() == {"status": "ok"}
     ready = client.get("/v1/ready").json()
-    assert ready["ready"] is True and ready["model"]["name"] == "default" and ready["model"]["detector"] == "mtcnn"
+    assert ready["ready"] is True and ready["model"]["name"] == "dlib" and ready["model"]["detector"] == "mtcnn"
     spec = client.get("/openapi.json").json()
     assert {"/v1/detect", "/v1/embed", "/v1/verify", "/v1/health", "/v1/ready", "/metrics"} <= set(spec["paths"])
     body = spec["paths"]["/v1/verify"]["post"]["requestBody"]["content"]
@@ -182,8 +183,8 @@ def test_no_face_where_one_is_required_is_422(client, keys):
 
 
 def test_a_request_for_another_model_is_422(client, keys):
-    response = client.post("/v1/detect", headers=auth(keys["detect"]), files=files(gray()), data={"model": "dlib"})
-    assert "runs model 'default'" in assert_error(response, 422, "wrong_model")["message"]
+    response = client.post("/v1/detect", headers=auth(keys["detect"]), files=files(gray()), data={"model": "fast"})
+    assert "runs model 'dlib'" in assert_error(response, 422, "wrong_model")["message"]
 
 
 def test_bad_options_are_422(client, keys):

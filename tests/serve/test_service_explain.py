@@ -30,7 +30,7 @@ def keys(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(keys):
-    server = start_server(keys[0])
+    server = start_server(keys[0], "--model", "fast")
     with httpx.Client(base_url=server.url, timeout=120) as client:
         yield client
     server.stop()

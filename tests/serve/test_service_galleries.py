@@ -52,7 +52,7 @@ def keys(data_dir):
 
 
 def serve(data_dir, key_file):
-    return start_server(data_dir, "--store-key-file", str(key_file))
+    return start_server(data_dir, "--store-key-file", str(key_file), "--model", "fast")
 
 
 @pytest.fixture(scope="module")

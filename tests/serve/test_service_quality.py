@@ -33,7 +33,7 @@ def noisy_jpeg(path, sigma: float) -> bytes:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("quality") / "data"
-    server = start_server(data_dir, "--insecure-no-auth", "--store-plaintext")
+    server = start_server(data_dir, "--insecure-no-auth", "--store-plaintext", "--model", "fast")
     with httpx.Client(base_url=server.url, timeout=120) as client:
         yield client
     server.stop()
@@ -52,7 +52,7 @@ def test_detect_quality_is_the_stability_score_of_the_face(client):
     from facerec.pipeline import RecognitionPipeline
 
     served = detect_quality(client, PHOTO.read_bytes())
-    pipeline = RecognitionPipeline.load("default", detector="mtcnn", several="largest", device="cpu")
+    pipeline = RecognitionPipeline.load("fast", detector="mtcnn", several="largest", device="cpu")
     crop = to_tensor(pipeline.align(PHOTO).crop)[None]
     assert served == pytest.approx(float(Stability()(pipeline, crop)[0]), abs=2e-4)  # answers round to 1e-4
     assert 0 < detect_quality(client, noisy_jpeg(PHOTO, 45)) < served

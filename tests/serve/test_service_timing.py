@@ -99,7 +99,7 @@ def test_stages_sum_nested_blocks_and_other_is_what_no_top_level_stage_covers():
 @needs_lfw
 @needs_mtcnn
 def test_debug_timing_answers_each_stage_in_a_server_timing_header(tmp_path):
-    server = start_server(tmp_path / "data", "--insecure-no-auth", "--debug-timing")
+    server = start_server(tmp_path / "data", "--insecure-no-auth", "--debug-timing", "--model", "fast")
     try:
         pair = files(lfw("George_W_Bush", 1).read_bytes(), lfw("George_W_Bush", 2).read_bytes())
         response = httpx.post(f"{server.url}/v1/verify", files=pair, timeout=60)

@@ -96,7 +96,7 @@ def lfw(name: str, number: int) -> str:
 # The people below are from LFW View 2 people fold 9, which the default model never saw.
 @needs_lfw
 @needs_mtcnn
-@pytest.mark.parametrize("model", ["default", pytest.param("dlib", marks=needs_dlib)])
+@pytest.mark.parametrize("model", ["fast", pytest.param("default", marks=needs_dlib)])
 def test_verify_command(tmp_path, capsys, model):
     assert main(["verify", lfw("George_W_Bush", 1), lfw("George_W_Bush", 2), "--model", model]) == 0
     assert "same person" in capsys.readouterr().out
@@ -111,6 +111,7 @@ def test_verify_command(tmp_path, capsys, model):
 
 @needs_lfw
 @needs_mtcnn
+@needs_dlib  # the default model is the reference model (the most accurate measured)
 def test_enroll_then_identify_with_the_default_model(tmp_path, capsys):
     people = {"Ariel_Sharon": (1, 2), "Jennifer_Lopez": (1, 2), "Bill_Clinton": (1, 2)}
     for name, numbers in people.items():

@@ -37,7 +37,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A served store (plaintext, a test) and a key for everything the page does: (url, key)."""
     data_dir = tmp_path / "data"
     _, token = KeyStore(data_dir).create(frozenset({"admin", "enroll", "search", "embed"}), (), "web page")
-    server = start_server(data_dir, "--store-plaintext")
+    server = start_server(data_dir, "--store-plaintext", "--model", "fast")
     try:
         yield server.url, token
     finally:

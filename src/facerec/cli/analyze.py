@@ -251,4 +251,4 @@ def _analyze_quality_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--norm-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="feature_norm's range")
     add_analysis_arguments(p, images=False)
     p.add_argument("--folds", type=int, nargs="+", help="LFW View 2 folds to use (0-based; default all)")
-    p.set_defaults(model="default")
+    p.set_defaults(model="fast")  # the study of docs/quality: our own model
