@@ -190,6 +190,24 @@ def test_without_a_key_or_a_store_file_there_is_no_store(tmp_path, monkeypatch):
     assert ServiceSettings(data_dir=tmp_path).store_configured()
 
 
+def test_a_gallery_created_to_keep_crops_keeps_each_enrolled_face(client, keys, enrolled, data_dir, key_file):
+    """The crops a later model re-embeds (`facerec gallery migrate`): kept in the model-independent
+    frame, sealed like the vectors, only where the gallery was created to keep them."""
+    _, token = KeyStore(data_dir).create(frozenset({"enroll"}), ("kept",), "kept crops")
+    created = client.post("/v1/galleries", headers=as_(keys, "admin"), json={"name": "kept", "keep_crops": True})
+    assert created.status_code == 201 and created.json()["keep_crops"] is True
+    assert client.post("/v1/galleries/kept/subjects", headers=auth(token), json={"name": BUSH}).status_code == 201
+    added = client.post(f"/v1/galleries/kept/subjects/{BUSH}/faces", headers=auth(token), files=photos(BUSH, 4))
+    assert added.status_code == 201, added.text
+    face_id = added.json()["faces"][0]["id"]
+    with open_store(data_dir / "gallery.db", key_file) as store:
+        crop = store.crops("kept", [face_id])[0]
+        assert store.crops(GALLERY, [f.id for f in store.faces(GALLERY)][:1]) == [None]
+    from facerec.align.kept import KEPT_SIZE
+
+    assert crop.shape == (KEPT_SIZE, KEPT_SIZE, 3) and crop.std() > 10  # a face, not a blank
+
+
 def test_a_face_can_be_deleted(client, keys, enrolled):
     url = f"/v1/galleries/{GALLERY}/subjects/{POWELL}/faces"
     added = client.post(url, headers=as_(keys, "operator"), files=photos(POWELL, 4)).json()["faces"][0]["id"]

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
+from facerec.align.kept import kept_from_landmarks
 from facerec.models.card import ThresholdRecord
 from facerec.serve.audit import AuditLog
 from facerec.serve.http.auth import authenticate, require, require_gallery
@@ -70,6 +71,9 @@ MIN_QUALITY_OPTION = {
 class NewGallery(BaseModel):
     name: str
     threshold: float | None = Field(None, ge=-1, le=1, description="default: the model card's for the pipeline")
+    keep_crops: bool = Field(
+        False, description="keep each face's aligned crop (sealed like the vectors): a later model re-embeds them"
+    )
 
 
 class NewSubject(BaseModel):
@@ -98,6 +102,7 @@ def _gallery_json(record: GalleryRecord, store: GalleryStore) -> dict[str, Any]:
         "pipeline": record.pipeline,
         "dimension": record.dimension,
         "threshold": record.threshold,
+        "keep_crops": record.keep_crops,
         "created": record.created,
         "subjects": counts.subjects,
         "faces": counts.faces,
@@ -178,7 +183,7 @@ async def create_gallery(body: NewGallery, request: Request, key: AdminKey) -> d
         model = pipeline.model
         dimension = model.card.embedding_size
         record = store.create_gallery(
-            body.name, model.name, model.digest, pipeline.describe(), dimension, body.threshold
+            body.name, model.name, model.digest, pipeline.describe(), dimension, body.threshold, body.keep_crops
         )
         audit.record(key.id, "create_gallery", record.name)
         return _gallery_json(record, store)
@@ -264,14 +269,19 @@ async def add_faces(gallery: str, subject: str, request: Request, key: EnrollKey
     several = several_policy(job.options.get("several"))
     metadata = _face_metadata(job.options.get("metadata"), len(job.images))
     min_quality = min_quality_option(job.options.get("min_quality"))
-    await state.off_loop(_check_model, state, store, gallery)  # before the costly part
+    record = await state.off_loop(_check_model, state, store, gallery)  # before the costly part
     sightings = await state.see_all(job.images)
     faces = [one_face(s, i, several) for i, s in enumerate(sightings)]
     qualities = [(await state.qualities(s, [f]))[0] for s, f in zip(sightings, faces, strict=True)]
     quality_gate(qualities, min_quality, state.service.scorer.name)
     crops = [crop for s, f in zip(sightings, faces, strict=True) for crop in await state.crops(s, [f])]
     vectors = await state.batcher.embed(crops)
-    new = [NewFace(subject, v, m) for v, m in zip(vectors, metadata, strict=True)]
+    # a gallery that keeps crops keeps them in the model-independent frame a later model re-embeds
+    kept = [
+        kept_from_landmarks(s.image, f.landmarks) if record.keep_crops else None
+        for s, f in zip(sightings, faces, strict=True)
+    ]
+    new = [NewFace(subject, v, m, c) for v, m, c in zip(vectors, metadata, kept, strict=True)]
 
     def work() -> list[FaceRecord]:
         records = store.add_faces(gallery, new, create_subjects=False)
