@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from facerec.align.pose_files import LANDMARKS_FILE, landmarks_line
 from facerec.align.types import Aligned, Face, choose_face
 from facerec.core.files import save_image, write_json, write_text
 from facerec.core.geometry import TEMPLATES, umeyama, warp_affine
@@ -138,17 +139,25 @@ def _init_worker(detector: str, template: str, size: tuple[int, int] | None, pol
     _worker = Aligner(DETECTORS.build(detector), template, size, AlignPolicy(**policy))
 
 
-def _align_one(job: tuple[str, str]) -> tuple[str, str, str]:
-    """(source, destination) -> (source, status, detail); never raises."""
+def crop_landmarks(aligner: Aligner, face: Face) -> np.ndarray:
+    """The face's five landmarks in the pixel coordinates of its aligned crop."""
+    matrix = umeyama(face.landmarks, aligner.template)
+    return face.landmarks @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _align_one(job: tuple[str, str]) -> tuple[str, str, str, np.ndarray | None]:
+    """(source, destination) -> (source, status, detail, landmarks in the crop); never raises."""
     src, dst = job
     assert _worker is not None
     try:
         result = _worker.align_file(src)
     except (NoFaceError, DataError) as exc:
-        return src, "failed", str(exc)
+        return src, "failed", str(exc), None
     save_image(result.crop, dst, format="PNG" if dst.endswith(".png") else "JPEG", quality=95)
-    status = "aligned" if result.face is not None else "fallback"
-    return src, status, f"{result.faces_found} faces" if result.faces_found > 1 else ""
+    if result.face is None:
+        return src, "fallback", "", None
+    marks = crop_landmarks(_worker, result.face)
+    return src, "aligned", f"{result.faces_found} faces" if result.faces_found > 1 else "", marks
 
 
 def align_tree(
@@ -164,7 +173,9 @@ def align_tree(
     """Align every image under src into the same relative path under dst.
 
     Images whose output exists are skipped, so an interrupted run resumes. Failures (no
-    face, unreadable file) go to dst/failures.tsv; counts to dst/align_summary.json.
+    face, unreadable file) go to dst/failures.tsv; counts to dst/align_summary.json; the five
+    landmarks of each detected face, in the crop's pixels, to dst/landmarks.tsv (appended as
+    images finish, so pose estimation later needs no detection; see align/pose_files.py).
     """
     src, dst = require_folder(src, "source folder"), Path(dst)
     policy = policy or AlignPolicy()
@@ -185,12 +196,18 @@ def align_tree(
     init = (detector, template, size, asdict(policy))
     dst.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(jobs), unit="img", desc=f"aligning ({detector})", disable=not progress)
-    with ProcessPoolExecutor(max(1, workers), initializer=_init_worker, initargs=init) as pool:
-        for source, status, detail in pool.map(_align_one, jobs, chunksize=8):
+    with (
+        ProcessPoolExecutor(max(1, workers), initializer=_init_worker, initargs=init) as pool,
+        (dst / LANDMARKS_FILE).open("a") as marks_file,
+    ):
+        results = pool.map(_align_one, jobs, chunksize=8)
+        for (_, out), (source, status, detail, marks) in zip(jobs, results, strict=True):
             counts[status] += 1
             several += detail.endswith("faces")
             if status == "failed":
                 failures.append(f"{source}\t{detail}")
+            if marks is not None:
+                marks_file.write(landmarks_line(Path(out).relative_to(dst).as_posix(), marks))
             bar.update()
     bar.close()
     write_text(dst / "failures.tsv", "".join(line + "\n" for line in failures))
