@@ -26,6 +26,7 @@ GROUPS = (
     "distill",
     "serve",
     "keys",
+    "pose",
 )
 for _group in GROUPS:
     importlib.import_module(f"facerec.cli.{_group}")
