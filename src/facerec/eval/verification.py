@@ -50,6 +50,18 @@ class KFoldResult:
         }
 
 
+def evaluation_folds(folds: np.ndarray | int, count: int) -> np.ndarray:
+    """The fold of each of `count` pairs that kfold_accuracy uses (its i-th threshold is the
+    i-th of these folds in sorted order): `folds` contiguous folds for a number, the given folds,
+    or ten interleaved sub-folds when all pairs share one protocol fold."""
+    if isinstance(folds, int):
+        return np.arange(count) * folds // count
+    folds = np.asarray(folds)
+    if len(np.unique(folds)) < 2:  # one protocol fold: no other fold to set a threshold on
+        return np.arange(count) % 10  # interleaved, so each sub-fold mixes both classes
+    return folds
+
+
 def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray | int = 10) -> KFoldResult:
     """Accuracy on each fold at the threshold that is best on the remaining folds.
 
@@ -58,10 +70,7 @@ def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray | int
     ten interleaved sub-folds.
     """
     scores, same = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
-    if isinstance(folds, int):
-        folds = np.arange(len(scores)) * folds // len(scores)
-    elif len(np.unique(folds)) < 2:  # one protocol fold: no other fold to set a threshold on
-        folds = np.arange(len(scores)) % 10  # interleaved, so each sub-fold mixes both classes
+    folds = evaluation_folds(folds, len(scores))
     accs, ths = [], []
     for f in np.unique(folds):
         test = folds == f
