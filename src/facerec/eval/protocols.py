@@ -22,6 +22,7 @@ from facerec.errors import DataError
 from facerec.eval.identification import gallery_probe_split, identification_report
 from facerec.eval.metrics import roc_curve
 from facerec.eval.pairs import PairSet, read_bin, read_lfw_pairs, read_pairs_csv, sample_pairs
+from facerec.eval.pose_breakdown import breakdown_summary, plot_breakdown, pose_report, resolve_pose_file
 from facerec.eval.report import plot_roc, plot_score_histogram, read_published_roc, verification_metrics
 from facerec.eval.templates import template_protocol
 from facerec.pipeline import RecognitionPipeline
@@ -55,6 +56,7 @@ class PairProtocol:
     pairs: PairSet
     name: str = "pairs"
     published: list[Path] = field(default_factory=list)  # published ROC files drawn beside ours
+    pose_file: str | Path | None = None  # pose.tsv for the yaw-difference breakdown (default: beside the images)
 
     def evaluate(
         self, pipeline: RecognitionPipeline, out_dir: str | Path | None = None, progress: bool = False
@@ -78,10 +80,21 @@ class PairProtocol:
                 self.pairs.scores(embedded.get(flip)), self.pairs.same, self.pairs.fold
             )
         report["summary_by_flip"] = {key: pair_summary(report[key]) for key in ("no_flip", "flip")}
+        self._add_pose(report, embedded)
         report["summary"] = report["summary_by_flip"]["flip" if pipeline.flip else "no_flip"]
         if out_dir is not None:
             self._write(Path(out_dir), report, embedded, pipeline.name)
         return report
+
+    def _add_pose(self, report: dict[str, Any], embedded: Any) -> None:
+        """The yaw-difference breakdown (eval/pose_breakdown.py) when the images have poses."""
+        pose_file = resolve_pose_file(self.pairs, self.pose_file)
+        if pose_file is None:
+            return
+        scores = {key: self.pairs.scores(embedded.get(key == "flip")) for key in ("no_flip", "flip")}
+        report["pose"] = pose_report(self.pairs, pose_file, scores, report)
+        for key in ("no_flip", "flip"):
+            report["summary_by_flip"][key].update(breakdown_summary(report["pose"][key]))
 
     def _write(self, out: Path, report: dict[str, Any], embedded: Any, name: str) -> None:
         curves = {}
@@ -93,6 +106,9 @@ class PairProtocol:
             plot_score_histogram(scores, self.pairs.same, out / f"histogram_{key}.png", threshold, f"{name}, {key}")
         published = {p.stem: read_published_roc(p) for p in self.published}
         plot_roc(curves, out / "roc.png", published, title=f"{name}: {len(self.pairs)} pairs")
+        if "pose" in report:
+            breakdowns = {key.replace("_", " "): report["pose"][key] for key in ("no_flip", "flip")}
+            plot_breakdown(breakdowns, out / "yaw_difference.png", f"{name}: by |yaw difference| within a pair")
         embedded.save(out / "embeddings.npz", self.pairs.names)
         write_json(out / "report.json", report)
 
@@ -114,22 +130,27 @@ def pair_summary(metrics: dict[str, Any]) -> dict[str, float]:
 
 @PROTOCOLS.register("lfw")
 def lfw(
-    root: str | Path, pairs: str | Path | None = None, folds: list[int] | None = None, published: list | None = None
+    root: str | Path,
+    pairs: str | Path | None = None,
+    folds: list[int] | None = None,
+    published: list | None = None,
+    pose: str | Path | None = None,
 ) -> PairProtocol:
-    """LFW View 2 (ten folds of `meta/pairs.txt`; `folds` keeps some) or View 1 with `pairs`."""
+    """LFW View 2 (ten folds of `meta/pairs.txt`; `folds` keeps some) or View 1 with `pairs`;
+    `pose`: a pose.tsv of the same images (e.g. of an aligned copy) for the yaw breakdown."""
     layout = LFWLayout.at(root)
     pair_set = read_lfw_pairs(Path(pairs) if pairs else layout.pairs_file, layout.images)
     if folds:
         pair_set = pair_set.select(np.isin(pair_set.fold, folds))
         if not len(pair_set):
             raise DataError(f"LFW folds {folds} hold no pairs (folds are 0-9)")
-    return PairProtocol(pair_set, "lfw", [Path(p) for p in published or []])
+    return PairProtocol(pair_set, "lfw", [Path(p) for p in published or []], pose)
 
 
 @PROTOCOLS.register("pairs")
-def pairs_csv(csv: str | Path, base: str | Path | None = None) -> PairProtocol:
-    """A CSV of `path1,path2,label[,fold]` lines."""
-    return PairProtocol(read_pairs_csv(csv, base), Path(csv).stem)
+def pairs_csv(csv: str | Path, base: str | Path | None = None, pose: str | Path | None = None) -> PairProtocol:
+    """A CSV of `path1,path2,label[,fold]` lines; `pose` as for lfw."""
+    return PairProtocol(read_pairs_csv(csv, base), Path(csv).stem, pose_file=pose)
 
 
 @PROTOCOLS.register("bin")
