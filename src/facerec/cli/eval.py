@@ -15,6 +15,7 @@ from typing import Any
 from facerec.cli.pipeline_options import add_pipeline_arguments, pipeline_from
 from facerec.cli.registry import command
 from facerec.errors import ConfigError
+from facerec.eval.pose_breakdown import breakdown_lines
 from facerec.eval.protocols import build_protocol
 from facerec.eval.templates import POOLINGS, report_lines, write_template_set
 
@@ -46,6 +47,9 @@ def print_report(report: dict[str, Any], out: Path) -> None:
                 f"{key:8s} accuracy {100 * r['kfold_accuracy']:.2f}% +- {100 * r['kfold_std']:.2f}%  "
                 f"AUC {r['auc']:.4f}  EER {100 * r['eer']:.2f}%  TAR@FAR=1e-3 {r['tar_at_far']['0.001']}"
             )
+    for key in ("no_flip", "flip") if "pose" in report else ():
+        print(f"{key}, by |yaw difference| within a pair (poses: {report['pose']['pose_file']}):")
+        print("\n".join(breakdown_lines(report["pose"][key])))
     if "rank1" in report:
         print(
             f"rank-1 {100 * report['rank1']:.2f}%  rank-5 {100 * report['rank5']:.2f}%  "
@@ -62,8 +66,16 @@ def add_eval_arguments(p: argparse.ArgumentParser, detector: str = "mtcnn", flip
     p.set_defaults(flip=flip)
 
 
+def add_pose_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pose",
+        help="pose.tsv of the images (`facerec data pose`; matched by identity/file name) for the breakdown by "
+        "yaw difference (default: a pose.tsv beside the images, if any)",
+    )
+
+
 def lfw_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"root": args.root, "pairs": args.pairs, "folds": args.folds, "published": args.published}
+    return {"root": args.root, "pairs": args.pairs, "folds": args.folds, "published": args.published, "pose": args.pose}
 
 
 @command(
@@ -76,17 +88,19 @@ def _eval_lfw_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", help="pairs file (default ROOT/meta/pairs.txt)")
     p.add_argument("--folds", type=int, nargs="+", help="evaluate only these protocol folds (0-based)")
     p.add_argument("--published", nargs="*", help="published ROC files to draw on the same axes")
+    add_pose_argument(p)
     add_eval_arguments(p)
 
 
 def pairs_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"csv": args.csv, "base": args.base}
+    return {"csv": args.csv, "base": args.base, "pose": args.pose}
 
 
 @command("eval pairs", "verification on a CSV of path1,path2,label[,fold]", protocol_handler("pairs", pairs_options))
 def _eval_pairs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("csv")
     p.add_argument("--base", help="folder the CSV's relative paths start from (default: the CSV's folder)")
+    add_pose_argument(p)
     add_eval_arguments(p)
 
 
