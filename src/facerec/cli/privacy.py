@@ -1,5 +1,5 @@
 """Privacy analyses: moving a gallery between models by a map (what it costs, and what it gives a
-thief), and what a stolen gallery store gives away."""
+thief), what a stolen gallery store gives away, and whether fine-tuning hides who a model saw."""
 
 from __future__ import annotations
 
@@ -65,3 +65,44 @@ def run_analyze_stolen_gallery(args: argparse.Namespace) -> int:
 )
 def _analyze_stolen_gallery_args(p: argparse.ArgumentParser) -> None:
     add_analysis_arguments(p)
+
+
+def run_analyze_transfer_leakage(args: argparse.Namespace) -> int:
+    from facerec.analysis.transfer_leakage import PeopleSets, TransferLeakagePlan, run_study, table
+
+    people_file = Path(args.lfw) / "meta" / "people.txt"
+    people = PeopleSets.from_lfw_folds(people_file, args.members_folds, args.finetune_folds, args.non_member_folds)
+    options = {"recipe": args.config, "overrides": args.set or [], "finetune_overrides": args.finetune_set or []}
+    plan = TransferLeakagePlan(
+        Path(args.aligned), people, Path(args.work), Path(args.out), **options, kinds=tuple(args.kinds),
+        min_images=args.min_images, budgets=tuple(args.pairs), n_boot=args.bootstrap, device=args.device,
+    )  # fmt: skip
+    report = run_study(plan)
+    print(table(report), end="")
+    print(f"report.json, table.md and transfer_leakage.png in {args.out} ({report['seconds']:.0f} s)")
+    return 0
+
+
+@command(
+    "analyze transfer-leakage",
+    "FaceLeaks: membership of A after fine-tuning on B (full, output layer, head), embeddings vs scores only",
+    run_analyze_transfer_leakage,
+)
+def _analyze_transfer_leakage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lfw", required=True, help="LFW root: its meta/people.txt splits the people into folds")
+    p.add_argument("--aligned", required=True, help="aligned identity tree of LFW (e.g. data/lfw_mtcnn112)")
+    p.add_argument("--members-folds", type=int, nargs="+", default=[0, 1, 2, 3], help="people A (model_A's)")
+    p.add_argument("--finetune-folds", type=int, nargs="+", default=[4, 5, 6], help="people B (fine-tuning, control)")
+    p.add_argument("--non-member-folds", type=int, nargs="+", default=[7, 8], help="people N (never trained on)")
+    p.add_argument("--min-images", type=int, default=2, help="leave out people with fewer images")
+    p.add_argument("--config", default="transfer_leakage_irse8", help="training recipe of every model")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for every run (repeatable)")
+    p.add_argument("--finetune-set", action="append", metavar="KEY=VALUE", help="override for the fine-tunings")
+    p.add_argument("--kinds", nargs="+", default=["full", "output", "head"], help="fine-tunings to run")
+    p.add_argument(
+        "--pairs", type=int, nargs="+", default=[1, 3], help="pairs per person the scores-only attacker asks"
+    )
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (over people)")
+    p.add_argument("--work", default="runs/transfer_leakage", help="folder for the trees, runs and embeddings")
+    p.add_argument("--out", required=True, help="folder for report.json, table.md and the plot")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
