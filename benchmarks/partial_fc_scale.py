@@ -32,8 +32,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from facerec.core.device import pick_device
 from facerec.core.plots import pyplot, save_figure
 from facerec.distributed import DistContext, init_from_env
+from facerec.errors import FacerecError
 from facerec.heads.partial_fc import PartialFC
 from facerec.models import build_backbone
 
@@ -205,7 +207,10 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    try:  # e.g. --device cuda on a machine without CUDA: say so, before any process group or file
+        device = pick_device(args.device)
+    except FacerecError as exc:
+        sys.exit(f"partial_fc_scale: {exc}")
     ctx = init_from_env(device)
     if device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
