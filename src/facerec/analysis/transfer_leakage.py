@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 RECIPE = "transfer_leakage_irse8"
 # Fine-tuning as transfer learning does it: a tenth of the rate for what was trained, the new
-# head (random, for B's classes) at the full rate, no warm-up; a third of model_A's epochs.
+# head (random, for B's classes) at the full rate, no warm-up; a fifth of model_A's epochs.
 FINETUNE_DEFAULTS = ("train.epochs=4", "optim.lr=0.01", "optim.head_lr_scale=10", "schedule.warmup_steps=0")
 
 
