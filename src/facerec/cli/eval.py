@@ -1,5 +1,5 @@
-"""Evaluation commands, one per registered protocol: eval lfw, eval pairs, eval bin, eval identify,
-eval templates.
+"""Evaluation commands, one per registered protocol: eval lfw, eval pairs, eval bin, eval cacd-vs,
+eval fgnet, eval identify, eval templates.
 
 A new protocol is registered in `facerec.eval.protocols`; its command here says which arguments
 become the protocol's options.
@@ -15,6 +15,7 @@ from typing import Any
 from facerec.cli.pipeline_options import add_pipeline_arguments, pipeline_from
 from facerec.cli.registry import command
 from facerec.errors import ConfigError
+from facerec.eval.cross_age import fgnet_lines
 from facerec.eval.pose_breakdown import breakdown_lines
 from facerec.eval.protocols import build_protocol
 from facerec.eval.templates import POOLINGS, report_lines, write_template_set
@@ -39,6 +40,9 @@ def protocol_handler(name: str, options: Options) -> Callable[[argparse.Namespac
 def print_report(report: dict[str, Any], out: Path) -> None:
     if report.get("protocol") == "templates":  # per pooling and gallery, not per flip
         print("\n".join([*report_lines(report), f"report in {out}"]))
+        return
+    if report.get("protocol") == "fgnet":  # identification per flip setting
+        print("\n".join([*fgnet_lines(report), f"report in {out}"]))
         return
     for key in ("no_flip", "flip"):
         if key in report:
@@ -112,6 +116,32 @@ def _eval_pairs_args(p: argparse.ArgumentParser) -> None:
 def _eval_bin_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bin")
     add_eval_arguments(p, detector="none")
+
+
+def cacd_vs_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"root": args.root, "folds": args.folds, "pose": args.pose}
+
+
+@command(
+    "eval cacd-vs",
+    "CACD-VS cross-age verification: 4,000 pairs (iiii_0.jpg / iiii_1.jpg) in ten identity-disjoint folds",
+    protocol_handler("cacd_vs", cacd_vs_options),
+)
+def _eval_cacd_vs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="folder of the 8,000 images: raw 250x250, or an aligned copy (--detector none)")
+    p.add_argument("--folds", type=int, nargs="+", help="evaluate only these folds (0-based)")
+    add_pose_argument(p)
+    add_eval_arguments(p)
+
+
+@command(
+    "eval fgnet",
+    "FG-NET identification across ages: each image a probe against all others (rank-1, CMC, by age gap and age)",
+    protocol_handler("fgnet", lambda args: {"root": args.root}),
+)
+def _eval_fgnet_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="folder of PPPAaa[x].JPG images (person PPP at age aa), or one holding images/")
+    add_eval_arguments(p)
 
 
 def identify_options(args: argparse.Namespace) -> dict[str, Any]:

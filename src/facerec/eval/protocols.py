@@ -19,6 +19,7 @@ from facerec.core.files import write_json
 from facerec.core.images import identity_tree
 from facerec.data.lfw import LFWLayout
 from facerec.errors import DataError
+from facerec.eval.cross_age import FGNetProtocol, cacd_vs_pairs
 from facerec.eval.identification import gallery_probe_split, identification_report
 from facerec.eval.metrics import roc_curve
 from facerec.eval.pairs import PairSet, read_bin, read_lfw_pairs, read_pairs_csv, sample_pairs
@@ -159,6 +160,18 @@ def bin_file(file: str | Path) -> PairProtocol:
     return PairProtocol(read_bin(file), Path(file).stem)
 
 
+@PROTOCOLS.register("cacd_vs")
+def cacd_vs(root: str | Path, folds: list[int] | None = None, pose: str | Path | None = None) -> PairProtocol:
+    """CACD-VS cross-age verification (eval/cross_age.py): 4,000 pairs in ten identity-disjoint
+    folds; `folds` keeps some; raw images (detector mtcnn) or an aligned copy (detector none)."""
+    pair_set = cacd_vs_pairs(root)
+    if folds:
+        pair_set = pair_set.select(np.isin(pair_set.fold, folds))
+        if not len(pair_set):
+            raise DataError(f"CACD-VS folds {folds} hold no pairs (folds are 0-9)")
+    return PairProtocol(pair_set, "cacd_vs", pose_file=pose)
+
+
 # ---- verification on a labelled set (held-out identities) -----------------------------------
 @dataclass
 class HeldOutPairs:
@@ -212,6 +225,9 @@ class Identification:
         if out_dir is not None:
             write_json(Path(out_dir) / "identification.json", report)
         return report
+
+
+PROTOCOLS.register("fgnet")(FGNetProtocol)  # leave-one-out identification across ages: eval/cross_age.py
 
 
 # ---- templates (IJB-B/IJB-C layout) -------------------------------------------------------------
