@@ -32,6 +32,28 @@ class SyntheticConfig:
 
 
 @dataclass
+class Pose3DConfig:
+    """3-D-aided pose augmentation (facerec.data.pose_augment): a generic 3-D head fitted to each
+    image's landmarks turns the face further away from the camera, as in Xing et al. 2020.
+    With distillation, precomputed targets (distill.targets) stay the teacher's embedding of the
+    ORIGINAL image while the student sees the turned one (pose-invariant distillation); an
+    on-the-fly teacher would see the turned face, so the two are not combined."""
+
+    probability: float = 0.0  # chance an eligible image is turned; 0: off; below 0.5 as in the paper
+    yaw: tuple[float, float] = (15.0, 45.0)  # extra yaw range (degrees), always away from the camera
+    pitch: float = 5.0  # largest extra pitch, either way (degrees)
+    max_yaw: float = 75.0  # |yaw| after turning never exceeds this: the generic head has no back
+    frontal: float = 5.0  # faces with |yaw| below this are near-frontal and turn either way
+    light: float = 0.0  # chance that a turned face also gets an extra light source
+    light_strength: float = 0.5  # largest strength of that light (1: the face lit by it alone)
+    entropy_below: float = 1.0  # only identities whose yaw-histogram entropy (nats) is below this
+    bin_width: float = 15.0  # degrees per bin of that histogram
+    # pose.tsv file(s) with each image's yaw and five landmarks (`facerec data pose TREE`);
+    # None: the pose.tsv at the root of the images' tree
+    poses: str | list[str] | None = None
+
+
+@dataclass
 class AugmentConfig:
     flip: bool = True
     lowres_prob: float = 0.0
@@ -42,6 +64,7 @@ class AugmentConfig:
     shift: float = 0.0  # largest translation, as a fraction of the crop size
     rotate: float = 0.0  # largest rotation, degrees
     scale: float = 0.0  # largest relative change of scale
+    pose3d: Pose3DConfig = field(default_factory=Pose3DConfig)  # turned before the rest, on the stored crop
 
 
 @dataclass

@@ -18,6 +18,9 @@ from facerec.data.transforms import resize, to_tensor
 from facerec.errors import DataError
 
 Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+# an augmentation that needs to know which image it changes (e.g. the 3-D pose augmentation reads
+# the image's landmarks): it gets the image as stored, before resizing, its index and the generator
+ImageAugmenter = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 
 class FaceDataset(torch.utils.data.Dataset):
@@ -29,7 +32,10 @@ class FaceDataset(torch.utils.data.Dataset):
     def __init__(self, input_size: int) -> None:
         self.input_size = input_size
         self.augment: Augmenter | None = None
-        self.targets: torch.Tensor | None = None  # a teacher's embedding per image (distillation)
+        self.image_augment: ImageAugmenter | None = None  # runs first, on the stored image
+        # a teacher's embedding per image (distillation): always of the image as stored, whatever
+        # the augmentations do to what the student sees
+        self.targets: torch.Tensor | None = None
 
     def load(self, index: int) -> np.ndarray:
         raise NotImplementedError
@@ -50,9 +56,13 @@ class FaceDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> tuple:
         """(image, label), plus the teacher's embedding when targets are attached."""
         index, seed = item if isinstance(item, tuple) else (item, None)
-        img = self.image(index)
-        if self.augment is not None and seed is not None:
-            img = self.augment(img, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed) if seed is not None else None
+        if self.image_augment is not None and rng is not None:
+            img = resize(self.image_augment(self.load(index), index, rng), self.input_size)
+        else:
+            img = self.image(index)
+        if self.augment is not None and rng is not None:
+            img = self.augment(img, rng)
         if self.targets is not None:
             return to_tensor(img), int(self.labels[index]), self.targets[index]
         return to_tensor(img), int(self.labels[index])

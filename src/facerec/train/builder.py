@@ -23,7 +23,8 @@ from torch import nn
 from facerec.config import Config, DistillConfig, TrainConfig
 from facerec.core.device import pick_device
 from facerec.data import build_datasets
-from facerec.data.datasets import Augmenter, FaceDataset
+from facerec.data.datasets import Augmenter, FaceDataset, ImageAugmenter
+from facerec.data.pose_augment import pose_augmenter
 from facerec.data.samplers import PKBatchSampler, ResumableBatchSampler, ShuffleBatchSampler
 from facerec.data.transforms import Augment
 from facerec.distill.losses import DistillationLoss
@@ -44,10 +45,16 @@ class TrainingImages(FaceDataset):
     """The training images as the loop reads them: augmented with each sample's seed, with the
     teacher's embedding of each image when distilling. A view: the dataset it shows is untouched."""
 
-    def __init__(self, base: FaceDataset, augment: Augmenter | None, targets: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        base: FaceDataset,
+        augment: Augmenter | None,
+        targets: torch.Tensor | None = None,
+        image_augment: ImageAugmenter | None = None,
+    ) -> None:
         super().__init__(base.input_size)
         self.base, self.labels, self.class_names = base, base.labels, base.class_names
-        self.augment, self.targets = augment, targets
+        self.augment, self.targets, self.image_augment = augment, targets, image_augment
 
     def load(self, index: int) -> np.ndarray:
         return self.base.load(index)
@@ -111,7 +118,7 @@ def build_run(cfg: Config) -> RunParts:
     data, val_set = build_datasets(cfg.data, cfg.backbone.input_size, t.seed, progress=t.progress)
     augment = Augment(cfg.data.augment)
     teacher = build_teacher(cfg, data, device)
-    train_set = TrainingImages(data, augment, teacher.targets if teacher else None)
+    train_set = TrainingImages(data, augment, teacher.targets if teacher else None, turn_faces(cfg, data, teacher))
     sampler = build_sampler(cfg, train_set.labels, dist)
     net = build_net(cfg, train_set.num_classes, teacher).to(device)
     if t.init_from:
@@ -182,6 +189,20 @@ def precomputed_teacher(k: DistillConfig, train_set: FaceDataset) -> Teacher:
         threshold = teacher_threshold(targets.double().numpy(), np.asarray(train_set.labels))
         log.info("the teacher's threshold on its training targets: cosine %.4f", threshold)
     return Teacher(int(targets.shape[1]), threshold, targets=targets)
+
+
+def turn_faces(cfg: Config, train_set: FaceDataset, teacher: Teacher | None) -> ImageAugmenter | None:
+    """The 3-D pose augmentation of the training images, or None when it is off. Distillation
+    with it needs precomputed targets: they are the teacher's embedding of the image as stored
+    (pose-invariant distillation), where an on-the-fly teacher would see the turned face."""
+    pose3d = cfg.data.augment.pose3d
+    if pose3d.probability > 0 and teacher is not None and teacher.online is not None:
+        raise ConfigError(
+            "data.augment.pose3d with an on-the-fly teacher (distill.teacher) would distil the teacher's view of "
+            "the turned face: precompute its targets (`facerec distill-targets`, distill.targets) instead"
+        )
+    images = [train_set.describe(i) for i in range(len(train_set))] if pose3d.probability > 0 else []
+    return pose_augmenter(pose3d, images, np.asarray(train_set.labels))
 
 
 # ---- networks ---------------------------------------------------------------------------
