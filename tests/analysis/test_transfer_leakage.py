@@ -19,6 +19,7 @@ from facerec.analysis.transfer_leakage import (
     TransferLeakagePlan,
     attack_images,
     check_frozen,
+    paired_auc_difference,
     run_config,
     run_study,
     same_run,
@@ -89,8 +90,19 @@ def test_report_structure_and_files(study):
     assert report["models"]["model_A"]["training_images"] == 18 and report["models"]["control"]["classes"] == 6
     on_disk = json.loads((plan.out / "report.json").read_text())
     assert on_disk["models"]["head"]["attacks"] == report["models"]["head"]["attacks"]
-    table = (plan.out / "table.md").read_text().splitlines()
-    assert len(table) == 2 + 5 and "control (B only)" in table[-1]
+    table = (plan.out / "table.md").read_text().split("\n\n")
+    assert len(table[0].splitlines()) == 2 + 5 and "control (B only)" in table[0].splitlines()[-1]
+    # differences: each fine-tuning against model_A and the control, the two references against each other
+    assert len(table[1].splitlines()) == 2 + 3 * 2 + 1
+    assert set(report["models"]["full"]["auc_difference"]) == {"vs model_A", "vs control"}
+    assert set(report["models"]["model_A"]["auc_difference"]) == {"vs control"}
+    assert "auc_difference" not in report["models"]["control"]
+    for name, m in report["models"].items():
+        for ref, by_kind in m.get("auc_difference", {}).items():
+            other = report["models"][ref.removeprefix("vs ")]["attacks"]
+            for kind, d in by_kind.items():
+                assert d["difference"] == pytest.approx(m["attacks"][kind]["auc"] - other[kind]["auc"])
+                assert d["ci"][0] <= d["difference"] <= d["ci"][1], (name, ref, kind)
     assert (plan.out / "transfer_leakage.png").stat().st_size > 0
 
 
@@ -111,6 +123,8 @@ def test_frozen_parts_did_not_change(study):
     assert "head.weight" in trained and all(n.startswith(("backbone.output.", "head.")) for n in trained)
     # the head-only model embeds as model_A does: every attack gives the same numbers
     assert report["models"]["head"]["attacks"] == report["models"]["model_A"]["attacks"]
+    for d in report["models"]["head"]["auc_difference"]["vs model_A"].values():
+        assert d == {"difference": 0.0, "ci": [0.0, 0.0]}
 
 
 def test_fine_tunings_start_from_model_a_and_the_control_from_nothing(study):
@@ -150,6 +164,34 @@ def test_fit_accuracy_is_the_heads_top1_on_the_training_images(study):
             cosines = [float(e @ c / np.linalg.norm(c)) for c in head.numpy()]
             right += int(np.argmax(cosines) == label)
     assert report["models"]["model_A"]["fit_accuracy"] == pytest.approx(right / 18)
+
+
+def mann_whitney(pos: np.ndarray, neg: np.ndarray) -> float:
+    """AUC by the definition: over every (member, non-member) pair, 1 if the member scores higher, 1/2 if tied."""
+    return float(np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg]))
+
+
+def scored(pos: np.ndarray, neg: np.ndarray) -> tuple[dict[str, float], set[str]]:
+    people = {f"m{i}": float(v) for i, v in enumerate(pos)} | {f"n{i}": float(v) for i, v in enumerate(neg)}
+    return people, {f"m{i}" for i in range(len(pos))}
+
+
+def test_paired_auc_difference_against_the_definition():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(1.0, 1, 80), rng.normal(0, 1, 60)
+    a, members = scored(pos, neg)
+    b, _ = scored(pos * 0.3 + rng.normal(0, 1, 80), neg)  # a weaker leak of the same people
+    found = paired_auc_difference(a, b, members, n_boot=300)
+    weaker = np.array([b[f"m{i}"] for i in range(80)])
+    assert found["difference"] == pytest.approx(mann_whitney(pos, neg) - mann_whitney(weaker, neg))
+    assert 0 < found["ci"][0] < found["difference"] < found["ci"][1]
+    same = paired_auc_difference(a, dict(a), members, n_boot=100)
+    assert same == {"difference": 0.0, "ci": [0.0, 0.0]}  # paired: one draw of people for both
+    noise, _ = scored(rng.normal(0, 1, 80), rng.normal(0, 1, 60))
+    null = paired_auc_difference(noise, scored(rng.normal(0, 1, 80), rng.normal(0, 1, 60))[0], members, n_boot=300)
+    assert null["ci"][0] < 0 < null["ci"][1]
+    with pytest.raises(DataError, match="same people"):
+        paired_auc_difference(a, {"x": 1.0}, members)
 
 
 def test_a_changed_frozen_tensor_is_caught(tmp_path):

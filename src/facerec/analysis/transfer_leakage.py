@@ -247,15 +247,61 @@ def attack_kinds(budgets: tuple[int, ...]) -> list[str]:
     return ["embeddings", *(f"scores only, {b} pair{'s' if b > 1 else ''} per person" for b in budgets)]
 
 
-def attacks(emb: np.ndarray, images: ImageSet, members: set[str], plan: TransferLeakagePlan) -> dict[str, Any]:
-    """Both attacks on one model's embeddings of the attack images (same people, images, pair
-    draws and bootstrap resamples for every model: the seeds are the plan's)."""
+def identity_scores(emb: np.ndarray, identities: np.ndarray, plan: TransferLeakagePlan) -> dict[str, dict[str, float]]:
+    """Each attack's score of every person: the compactness of their images, from the embeddings
+    or from the pairs the scores-only attacker asks (the same pair draws for every model)."""
     kinds = attack_kinds(plan.budgets)
-    rows = {kinds[0]: membership.attack(emb, images.identities, members, plan.n_boot, plan.seed)}
+    scores = {kinds[0]: membership.compactness(emb, identities)}
     for kind, budget in zip(kinds[1:], plan.budgets, strict=True):
-        oracle = pair_oracle(emb)
-        rows[kind] = membership.scores_only_attack(oracle, images.identities, members, budget, plan.n_boot, plan.seed)
-    return {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in rows.items()}
+        scores[kind] = membership.scores_only_compactness(pair_oracle(emb), identities, budget, plan.seed)
+    return scores
+
+
+def attacks(scores: dict[str, dict[str, float]], members: set[str], plan: TransferLeakagePlan) -> dict[str, Any]:
+    """Members against non-members, per attack: AUC with its bootstrap interval over people."""
+    found = {kind: membership.attack_on_scores(s, members, plan.n_boot, plan.seed) for kind, s in scores.items()}
+    return {kind: {k: v for k, v in r.items() if k != "scores"} for kind, r in found.items()}
+
+
+def paired_auc_difference(
+    a: dict[str, float], b: dict[str, float], members: set[str], n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, Any]:
+    """AUC(a) - AUC(b) for the same people scored by two models, with a paired bootstrap interval:
+    each resample draws the people (members and non-members apart) once, for both models."""
+    if a.keys() != b.keys():
+        raise DataError("a paired comparison needs the same people scored by both models")
+    pos = sorted(k for k in a if k in members)
+    neg = sorted(k for k in a if k not in members)
+    pa, na, pb, nb = (np.array([s[k] for k in people]) for s, people in ((a, pos), (a, neg), (b, pos), (b, neg)))
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        i, j = rng.integers(len(pos), size=len(pos)), rng.integers(len(neg), size=len(neg))
+        diffs.append(membership.auc(pa[i], na[j]) - membership.auc(pb[i], nb[j]))
+    q = (1 - level) / 2
+    value = membership.auc(pa, na) - membership.auc(pb, nb)
+    return {"difference": value, "ci": [float(np.quantile(diffs, q)), float(np.quantile(diffs, 1 - q))]}
+
+
+REFERENCES = ("model_A", "control")  # what each model's AUC is compared with
+
+
+def differences(
+    scores: dict[str, dict[str, dict[str, float]]], members: set[str], plan: TransferLeakagePlan
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """{model: {'vs model_A' / 'vs control': {attack: difference}}} for the fine-tunings and the
+    references against each other."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, by_kind in scores.items():
+        for ref in REFERENCES:
+            # the references once against each other (model_A minus control), not back again
+            if ref not in scores or (name in REFERENCES and REFERENCES.index(ref) <= REFERENCES.index(name)):
+                continue
+            out.setdefault(name, {})[f"vs {ref}"] = {
+                kind: paired_auc_difference(s, scores[ref][kind], members, plan.n_boot, plan.seed)
+                for kind, s in by_kind.items()
+            }
+    return out
 
 
 # ---- the study -------------------------------------------------------------------------------------
@@ -295,11 +341,15 @@ def run_study(plan: TransferLeakagePlan) -> dict[str, Any]:
         "bootstrap": {"resamples": plan.n_boot, "level": 0.95, "over": "people, within members and non-members"},
         "models": {},
     }
+    scores = {}
     for name, entry in models.items():
         log.info("membership attacks on %s", name)
         emb = embed(images, str(entry["model"]), "none", plan.work / "embeddings", device=plan.device)
-        entry["attacks"] = attacks(emb, images, set(members), plan)
+        scores[name] = identity_scores(emb, images.identities, plan)
+        entry["attacks"] = attacks(scores[name], set(members), plan)
         report["models"][name] = entry
+    for name, found in differences(scores, set(members), plan).items():
+        report["models"][name]["auc_difference"] = found
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["torch"] = torch.__version__
     report["command"] = "facerec " + " ".join(sys.argv[1:]) if sys.argv and "facerec" in sys.argv[0] else None
@@ -357,14 +407,33 @@ def table(report: dict[str, Any]) -> str:
     """Markdown: per model, what it trained on, its fit, the compactness of members and
     non-members, and the AUC (95% interval) of each attack."""
     kinds = list(next(iter(report["models"].values()))["attacks"])
-    head = "| model | trained on | fit (train top-1) | compactness A / N | " + " | ".join(f"AUC, {k}" for k in kinds)
-    lines = [head + " |", "|---" * (4 + len(kinds)) + "|"]
+    aucs = " | ".join(f"AUC, {k}" for k in kinds)
+    lines = [
+        f"| model | trained on | fit (top-1, last training set) | compactness A / N | {aucs} |",
+        "|---" * (4 + len(kinds)) + "|",
+    ]
     for name, m in report["models"].items():
         emb = m["attacks"]["embeddings"]
         fit = "n/a" if m["fit_accuracy"] is None else f"{100 * m['fit_accuracy']:.1f}%"
         compact = f"{emb['member_compactness_mean']:.3f} / {emb['non_member_compactness_mean']:.3f}"
         aucs = " | ".join(_auc(m["attacks"][k]) for k in kinds)
         lines.append(f"| {MODEL_TITLES.get(name, name)} | {m['trained_on']} | {fit} | {compact} | {aucs} |")
+    return "\n".join(lines) + "\n\n" + difference_table(report, kinds)
+
+
+def difference_table(report: dict[str, Any], kinds: list[str]) -> str:
+    """Markdown: each model's AUC minus model_A's and minus the control's, paired over people."""
+    lines = [
+        "| AUC difference (paired bootstrap over people) | " + " | ".join(kinds) + " |",
+        "|---" * (1 + len(kinds)) + "|",
+    ]
+    for name, m in report["models"].items():
+        for ref, by_kind in m.get("auc_difference", {}).items():
+            cells = " | ".join(
+                f"{d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" for d in by_kind.values()
+            )
+            ref_title = MODEL_TITLES.get(ref.removeprefix("vs "), ref)
+            lines.append(f"| {MODEL_TITLES.get(name, name)} minus {ref_title} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
