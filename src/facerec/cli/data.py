@@ -1,4 +1,4 @@
-"""Data commands: synth, pack, morphs, lfw-people, align."""
+"""Data commands: synth, pack, morphs, lfw-people, align, utkface-labels, celeba-tree."""
 
 from __future__ import annotations
 
@@ -103,3 +103,58 @@ def _align_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--several", default="central", help="several faces: central, largest or best")
     p.add_argument("--missing", default="skip", help="no face: skip (logged) or center (center crop)")
     p.add_argument("--workers", type=int, default=2)
+
+
+def run_utkface_labels(args: argparse.Namespace) -> int:
+    from facerec.data.face_sets import read_utkface, write_utkface_labels
+
+    labels, malformed = read_utkface(args.src)
+    written = write_utkface_labels(labels, args.out)
+    print(
+        f"{len(labels)} images labelled; {len(malformed)} malformed names skipped{': ' if malformed else ''}"
+        f"{', '.join(malformed[:5])}{' ...' if len(malformed) > 5 else ''}"
+    )
+    for name, path in written.items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+@command(
+    "data utkface-labels",
+    "UTKFace's attributes (age_gender_race_date.jpg.chip.jpg) as group CSVs for `facerec analyze`",
+    run_utkface_labels,
+)
+def _utkface_labels_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Writes OUT/attributes.csv (file,age,gender,race,age_group) and one file,group CSV per attribute "
+        "(OUT/gender.csv, OUT/race.csv, OUT/age_group.csv), keyed by file name, so they also label an aligned copy "
+        "with the same names. Names without the three attribute fields are skipped and counted. UTKFace has no "
+        "identities: `analyze bias` needs people with two images each, so it cannot run on UTKFace alone; use the "
+        "CSVs with `facerec analyze embeddings --images TREE --groups OUT/gender.csv` (embedding space coloured by "
+        "group), or for bias on a tree whose folders are people and whose files carry UTKFace names."
+    )
+    p.add_argument("src", help="folder of UTKFace images (searched recursively)")
+    p.add_argument("--out", required=True, help="folder for the CSVs")
+
+
+def run_celeba_tree(args: argparse.Namespace) -> int:
+    from facerec.data.face_sets import link_celeba_tree
+
+    summary = link_celeba_tree(args.images, args.identity_file, args.dst)
+    print(
+        f"{summary.identities} identities, {summary.images} images linked under {args.dst} "
+        f"({summary.already_there} already there); {len(summary.unlabelled)} files without a label"
+        + (f": {', '.join(summary.unlabelled[:5])}" if summary.unlabelled else "")
+    )
+    return 0
+
+
+@command(
+    "data celeba-tree",
+    "an identity-folder tree of links (no copies) from CelebA images and identity_CelebA.txt",
+    run_celeba_tree,
+)
+def _celeba_tree_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", help="folder of CelebA images (any subset of the 202,599)")
+    p.add_argument("identity_file", help="identity_CelebA.txt: 'file identity' lines")
+    p.add_argument("dst", help="new tree DST/<identity>/<file> (hard links, or symbolic ones across devices)")
