@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +150,8 @@ def find_pose_file(images: Sequence[Any]) -> Path | None:
     first = next((p for p in images if isinstance(p, str | Path)), None)
     if first is None:
         return None
-    for folder in (Path(first).parent, Path(first).parent.parent):
+    image = Path(os.path.normpath(first))  # 'runs/../data/x/y.jpg' -> 'data/x/y.jpg', for the report
+    for folder in (image.parent, image.parent.parent):
         if (folder / POSE_FILE).is_file():
             return folder / POSE_FILE
     return None

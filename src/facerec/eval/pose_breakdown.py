@@ -163,7 +163,7 @@ def plot_breakdown(breakdowns: dict[str, dict[str, Any]], path: str | Path, titl
         x = np.arange(len(rows)) + (k - (len(names) - 1) / 2) * width
         alpha = [0.35 if row["too_few"] else 0.9 for row in rows]
         for ax, values in zip(axes, _bar_values(rows, far), strict=True):
-            bars = ax.bar(x, values, width, label=name)
+            bars = ax.bar(x, values, width, color=f"C{k}")
             for bar, a in zip(bars, alpha, strict=True):
                 bar.set_alpha(a)
     counts = [f"{row['range']}\n{row['genuine']}/{row['impostor']}" for row in first]
@@ -173,7 +173,9 @@ def plot_breakdown(breakdowns: dict[str, dict[str, Any]], path: str | Path, titl
         ax.set_ylabel(ylabel)
         ax.set_ylim(0, 1.02)
         ax.grid(True, axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower left")
+    # legend patches at full colour: the first bars may be pale (too few pairs)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{k}") for k in range(len(names))]
+    axes[0].legend(handles, names, fontsize=8, loc="lower left")
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path, dpi=110)
 
