@@ -23,6 +23,7 @@ from facerec.analysis.transfer_leakage import (
     run_config,
     run_study,
     same_run,
+    training_seconds,
 )
 from facerec.cli import main
 from facerec.core.images import identity_tree
@@ -83,7 +84,7 @@ def test_report_structure_and_files(study):
     kinds = ["embeddings", "scores only, 1 pair per person", "scores only, 2 pairs per person"]
     for m in report["models"].values():
         assert list(m["attacks"]) == kinds
-        assert m["steps"] == 2 and 0 <= m["fit_accuracy"] <= 1
+        assert m["steps"] == 2 and 0 <= m["fit_accuracy"] <= 1 and m["train_seconds"] > 0
         for r in m["attacks"].values():
             assert r["members"] == r["non_members"] == 6
             assert 0 <= r["auc_ci"][0] <= r["auc"] <= r["auc_ci"][1] <= 1
@@ -192,6 +193,16 @@ def test_paired_auc_difference_against_the_definition():
     assert null["ci"][0] < 0 < null["ci"][1]
     with pytest.raises(DataError, match="same people"):
         paired_auc_difference(a, {"x": 1.0}, members)
+
+
+def test_training_time_is_read_back_from_the_logged_rates(tmp_path):
+    records = [
+        {"step": 20, "loss": 3.0, "images_per_s": 64.0},  # 20 steps x 8 images at 64/s: 2.5 s
+        {"step": 25, "loss": 2.0, "images_per_s": 20.0},  # 5 x 8 at 20/s: 2 s
+        {"step": 25, "val_accuracy": 0.5},  # a record without a rate
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert training_seconds(tmp_path / "metrics.jsonl", batch_size=8) == pytest.approx(4.5)
 
 
 def test_a_changed_frozen_tensor_is_caught(tmp_path):

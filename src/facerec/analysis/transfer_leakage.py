@@ -33,6 +33,7 @@ from facerec.errors import ConfigError, DataError, TrainingError
 from facerec.models.io import read_model_file
 from facerec.pipeline import RecognitionPipeline
 from facerec.train import Trainer
+from facerec.train.logger import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -180,16 +181,25 @@ def finetune_extra(plan: TransferLeakagePlan, kind: str, model_a: Path) -> list[
 def train_model(cfg: Config) -> TrainedModel:
     """Train (or finish, or take the finished run of the same config from its folder)."""
     out = Path(cfg.train.output_dir)
-    resume = same_run(out, cfg)
-    start = time.perf_counter()
     trainer = Trainer(cfg)
-    results = trainer.fit(resume=resume)
-    seconds = time.perf_counter() - start
+    results = trainer.fit(resume=same_run(out, cfg))
     trained = [n for n, p in trainer.net.named_parameters() if p.requires_grad]
     data = trainer.train_set
+    seconds = training_seconds(out / "metrics.jsonl", cfg.data.batch_size)
     return TrainedModel(
         out / "model.pt", results["step"], fit_accuracy(trainer), trained, seconds, len(data), data.num_classes
     )
+
+
+def training_seconds(metrics: Path, batch_size: int) -> float:
+    """The time the steps took, from the run's log (each record: the images/s of the steps since
+    the record before), so a finished run taken again still reports its training time."""
+    seconds, last = 0.0, 0
+    for record in read_metrics(metrics):
+        if record.get("images_per_s"):
+            seconds += (record["step"] - last) * batch_size / record["images_per_s"]
+            last = record["step"]
+    return seconds
 
 
 def same_run(out: Path, cfg: Config) -> bool:
@@ -350,7 +360,8 @@ def run_study(plan: TransferLeakagePlan) -> dict[str, Any]:
         report["models"][name] = entry
     for name, found in differences(scores, set(members), plan).items():
         report["models"][name]["auc_difference"] = found
-    report["seconds"] = round(time.perf_counter() - start, 1)
+    report["seconds"] = round(time.perf_counter() - start, 1)  # this invocation's (finished runs are taken again)
+    report["train_seconds"] = round(sum(m["train_seconds"] for m in report["models"].values()), 1)
     report["torch"] = torch.__version__
     report["command"] = "facerec " + " ".join(sys.argv[1:]) if sys.argv and "facerec" in sys.argv[0] else None
     plan.out.mkdir(parents=True, exist_ok=True)
