@@ -214,3 +214,30 @@ def store(store_maker):
     """An empty plaintext store of each backend."""
     with store_maker.open() as opened:
         yield opened
+
+
+# ---- photo-like images and edited copies of them (near-duplicate tests) -----------------------
+def smooth_image(rng: np.random.Generator, size: int = 112) -> np.ndarray:
+    """A photo-like RGB image: a sum of random low-frequency waves (pHash reads low frequencies)."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.zeros((size, size, 3))
+    for _ in range(12):
+        fx, fy, phase = rng.uniform(0, 4), rng.uniform(0, 4), rng.uniform(0, 2 * np.pi)
+        image += rng.uniform(-1, 1, 3) * np.cos(2 * np.pi * (fx * x + fy * y) + phase)[..., None]
+    image = (image - image.min()) / (image.max() - image.min())
+    return (image * 255).astype(np.uint8)
+
+
+def near_copy(image: np.ndarray, shift: int = 0) -> np.ndarray:
+    """Shrunk to 90% and back, shifted by `shift` px (edge repeated), re-encoded as JPEG q=70."""
+    import io
+
+    from PIL import Image
+
+    size = image.shape[0]
+    small = Image.fromarray(image).resize((size * 9 // 10,) * 2, Image.Resampling.BILINEAR)
+    back = np.asarray(small.resize((size, size), Image.Resampling.BILINEAR))
+    shifted = np.pad(back, ((shift, 0), (shift, 0), (0, 0)), mode="edge")[:size, :size]
+    buffer = io.BytesIO()
+    Image.fromarray(shifted).save(buffer, format="JPEG", quality=70)
+    return np.asarray(Image.open(buffer).convert("RGB"))
