@@ -27,6 +27,7 @@ GROUPS = (
     "serve",
     "keys",
     "pose",
+    "duplicates",
 )
 for _group in GROUPS:
     importlib.import_module(f"facerec.cli.{_group}")
