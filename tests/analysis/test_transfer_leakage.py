@@ -254,3 +254,20 @@ def test_command_line_errors_name_the_problem(faces, tmp_path, capsys):
     assert "LFW people folds of members [0] and fine-tuning [0] overlap" in capsys.readouterr().err
     assert main([*common, "--members-folds", "0", "--finetune-folds", "1", "--non-member-folds", "5"]) == 2
     assert "LFW people folds are 0-1, got [5]" in capsys.readouterr().err
+
+
+def test_the_command_runs_the_study_on_lfw_style_folds(faces, tmp_path, capsys):
+    """Three 'people folds' of the synthetic people in an LFW-style meta/people.txt; one fine-tuning."""
+    lfw = tmp_path / "lfw"
+    (lfw / "meta").mkdir(parents=True)
+    folds = [sorted(names(0, 4)), sorted(names(4, 4)), sorted(names(8, 4))]
+    (lfw / "meta" / "people.txt").write_text("3\n" + "".join("4\n" + "".join(f"{n}\t3\n" for n in f) for f in folds))
+    tiny = [x for item in TINY_RUN for x in ("--set", item)]
+    args = ["analyze", "transfer-leakage", "--lfw", str(lfw), "--aligned", str(faces), "--work", str(tmp_path / "w")]
+    args += ["--members-folds", "0", "--finetune-folds", "1", "--non-member-folds", "2", "--kinds", "head"]
+    args += ["--pairs", "1", "--bootstrap", "20", "--device", "cpu", "--out", str(tmp_path / "o"), *tiny]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert list(report["models"]) == ["model_A", "head", "control"]
+    assert report["people"]["members_A"] == report["people"]["non_members_N"] == 4
+    assert "control (B only)" in capsys.readouterr().out
