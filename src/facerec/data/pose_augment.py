@@ -467,15 +467,14 @@ def _background(similarity: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 
 # ---- the paper's rules ----------------------------------------------------------------------
 def yaw_entropy(yaws: np.ndarray, bin_width: float = 15.0) -> float:
-    """Shannon entropy (nats) of the histogram of yaws over bins of `bin_width` degrees covering
-    -90..90 (NaN yaws left out; 0 without any)."""
+    """Shannon entropy (nats) of the histogram of yaws over bins of `bin_width` degrees centered on
+    multiples of it (so frontal faces share the bin around 0); NaN yaws left out, 0 without any."""
     yaws = np.asarray(yaws, dtype=np.float64)
     yaws = yaws[np.isfinite(yaws)]
     if not len(yaws):
         return 0.0
-    edges = np.arange(-90.0, 90.0 + bin_width, bin_width)
-    counts = np.histogram(np.clip(yaws, -90.0, 90.0), bins=edges)[0]
-    share = counts[counts > 0] / counts.sum()
+    _, counts = np.unique(np.floor(yaws / bin_width + 0.5), return_counts=True)
+    share = counts / counts.sum()
     return float(-(share * np.log(share)).sum())
 
 
