@@ -135,3 +135,18 @@ def test_eval_fgnet_errors(tmp_path, capsys):
     (tmp_path / "x.jpg").touch()
     assert main(["eval", "fgnet", str(tmp_path), "--model", "fast", "--detector", "none"]) == 2
     assert "no FG-NET images" in capsys.readouterr().err
+
+
+def test_benchmark_runs_fgnet(fgnet_dir, tmp_path):
+    """From `facerec benchmark --protocols FILE`: one pass gives the rows of both flip settings,
+    equal to the protocol's own report (cacd_vs runs there as any PairProtocol does)."""
+    (tmp_path / "p.json").write_text(json.dumps([{"name": "fgnet", "options": {"root": str(fgnet_dir)}}]))
+    out = tmp_path / "bench"
+    argv = ["benchmark", "fast", "--protocols", str(tmp_path / "p.json"), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--runtime", "torch"]) == 0
+    table = json.loads((out / "benchmark.json").read_text())
+    rows = {(r["protocol"], r["flip"]): r["summary"] for r in table["rows"]}
+    report = json.loads((out / "00_fgnet" / "report.json").read_text())
+    assert set(rows) == {("fgnet", True), ("fgnet", False)}
+    assert rows[("fgnet", True)]["rank1"] == report["flip"]["rank1"]
+    assert rows[("fgnet", False)]["rank5"] == report["no_flip"]["rank5"]
