@@ -168,7 +168,7 @@ class TrainConfig:
     eval_every: int = 0  # steps; 0: only at the end
     eval: list[ProtocolConfig] = field(default_factory=list)  # protocols run with the held-out check
     output_dir: str = "runs/default"
-    init_from: str | None = None  # checkpoint or model file (or "default") whose weights start this run
+    init_from: str | None = None  # checkpoint or model file (or "fast") whose weights start this run
     init_head: bool = True
     freeze: list[str] = field(default_factory=list)  # parameter-name patterns
     unfreeze: list[str] = field(default_factory=list)  # exceptions to `freeze`

@@ -73,7 +73,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def initial_weights(spec: str | Path) -> dict[str, Any]:
     """The `net` state a fine-tuning run starts from: a training checkpoint's whole network, or
-    an exported model file's backbone, or a named model's ('default': the shipped model)."""
+    an exported model file's backbone, or a named torch model's ('fast': the shipped student)."""
     from facerec.models import MODELS
     from facerec.models.io import load_recognition_model, read_model_file
 
