@@ -40,7 +40,7 @@ def run_cross_pose_pairs(args: argparse.Namespace) -> int:
     print(f"{summary['pairs']} pairs ({summary['genuine']} genuine) of {summary['people']} people in ten folds")
     medians = genuine["quantiles"]["0.5"], impostor["quantiles"]["0.5"]
     print("median |yaw difference|: genuine {:.1f}, impostor {:.1f}".format(*medians))
-    print(f"wrote {args.out}, .json and .png beside it; evaluate: facerec eval pairs {args.out} --detector none")
+    print(f"wrote {args.out}, .json and .png beside it; evaluate: facerec eval pairs {args.out} [--detector none]")
     return 0
 
 
