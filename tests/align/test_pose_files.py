@@ -114,6 +114,10 @@ def test_pose_table_finds_images_by_relative_path_or_identity_and_name(tmp_path)
     yaws = table.yaws([tree / "Ann" / "Ann_0001.png", original, tree / "Bob" / "Bob_0001.jpg", tmp_path / "x.jpg"])
     assert yaws[:2] == pytest.approx([12.5, 12.5])
     assert np.isnan(yaws[2:]).all()
+    # a flat tree elsewhere: by the file name alone, when no other image has that name
+    assert table.yaws([tmp_path / "flat" / "Ann_0001.jpg"]) == pytest.approx([12.5])
+    (tree / POSE_FILE).write_text((tree / POSE_FILE).read_text() + "Cy/Ann_0001.png\t1\t1\t1" + "\t0" * 10 + "\n")
+    assert np.isnan(PoseTable.read(tree / POSE_FILE).yaws([tmp_path / "flat" / "Ann_0001.jpg"])).all()
 
 
 def test_bad_pose_file_gives_a_data_error(tmp_path):

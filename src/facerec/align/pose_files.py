@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +113,14 @@ def read_poses(path: str | Path) -> dict[str, PoseRow]:
 class PoseTable:
     """The poses of a pose.tsv, looked up by image path: relative to the file's folder, or,
     for the same images elsewhere (e.g. the unaligned originals of an aligned tree), by the
-    last two path parts (identity folder and file name), extension ignored."""
+    last two path parts (identity folder and file name), extension ignored, or by the file name
+    alone (extension ignored) where no other image of the table has that name (flat trees)."""
 
     def __init__(self, rows: dict[str, PoseRow], root: str | Path) -> None:
         self.rows, self.root = rows, Path(root).resolve()
         self._by_tail = {_tail(Path(rel)): row for rel, row in rows.items()}
+        stems = Counter(Path(rel).stem for rel in rows)
+        self._by_stem = {Path(rel).stem: row for rel, row in rows.items() if stems[Path(rel).stem] == 1}
 
     @classmethod
     def read(cls, path: str | Path) -> PoseTable:
@@ -128,7 +132,9 @@ class PoseTable:
             row = self.rows.get(image.resolve().relative_to(self.root).as_posix())
         except ValueError:
             row = None
-        return row if row is not None else self._by_tail.get(_tail(image))
+        if row is None:
+            row = self._by_tail.get(_tail(image))
+        return row if row is not None else self._by_stem.get(image.stem)
 
     def yaws(self, images: Sequence[Any]) -> np.ndarray:
         """Yaw per image (NaN where the image is unknown or had no face; also for arrays)."""
