@@ -92,7 +92,7 @@ def test_chunked_pair_search_equals_a_double_loop(monkeypatch):
 
 def test_near_copies_are_found_and_unrelated_images_are_not(tmp_path):
     """On real aligned LFW crops the same edits move the hash as much (docs/benchmarks.md):
-    re-encoding and resizing <= 2 bits, a 1 px shift up to 10, an unrelated photo >= 14."""
+    re-encoding and resizing <= 2 bits, a 1 px shift up to 10 (median 4)."""
     rng = np.random.default_rng(3)
     originals = [smooth_image(rng) for _ in range(12)]
     folders = {kind: tmp_path / kind for kind in ("original", "copy", "shifted")}
@@ -103,7 +103,7 @@ def test_near_copies_are_found_and_unrelated_images_are_not(tmp_path):
         Image.fromarray(near_copy(image)).save(folders["copy"] / f"{i:02d}.jpg")
         Image.fromarray(near_copy(image, shift=1)).save(folders["shifted"] / f"{i:02d}.jpg")
     hashes = {kind: hash_files(tree_images(folder), progress=False) for kind, folder in folders.items()}
-    matches, _ = hash_matches(hashes["original"], hashes["copy"], 6)  # the default threshold
+    matches, _ = hash_matches(hashes["original"], hashes["copy"], 4)  # the default threshold
     assert sorted(zip(matches.train.tolist(), matches.eval.tolist(), strict=True)) == [(i, i) for i in range(12)]
     matches, _ = hash_matches(hashes["original"], hashes["shifted"], 10)
     assert sorted(zip(matches.train.tolist(), matches.eval.tolist(), strict=True)) == [(i, i) for i in range(12)]
