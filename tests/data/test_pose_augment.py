@@ -261,6 +261,10 @@ def test_the_transform_reads_each_images_pose_and_the_entropy_rule(tmp_path):
         assert transform(image, 5, np.random.default_rng(seed)) is image
     turned = sum(transform(image, 0, np.random.default_rng(s)) is not image for s in range(200))
     assert 0.3 * 200 < turned < 0.5 * 200  # about probability 0.4
+    # the poses of 112 crops read for 32 px images: said, not rendered into garbage
+    chosen = next(s for s in range(50) if np.random.default_rng(s).random() < 0.4)
+    with pytest.raises(DataError, match="another size"):
+        transform(textured(0)[:32, :32], 0, np.random.default_rng(chosen))
 
 
 @needs_lfw

@@ -544,6 +544,12 @@ class PoseAugment:
         row = self.rows[index]
         if not self.eligible[index] or row is None or row.pose is None or rng.random() >= self.config.probability:
             return image
+        h, w = image.shape[:2]
+        if not ((row.landmarks >= -0.5 * w) & (row.landmarks <= 1.5 * np.array([w, h]))).all():
+            raise DataError(
+                f"pose augmentation: the landmarks of training image #{index} lie far outside its {w}x{h} pixels; "
+                "was its pose.tsv made for crops of another size?"
+            )
         yaw, pitch = sample_rotation(row.pose.yaw, self.config, rng)
         light = sample_light(self.config, rng)
         return rotate_face(image, row.landmarks, yaw, pitch, pose=row.pose, light=light).image
