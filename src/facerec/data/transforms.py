@@ -63,6 +63,10 @@ def jitter_geometry(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Genera
 
 @dataclass
 class Augment:
+    """The augmentations of one crop. `config.pose3d` is not applied here: it needs each image's
+    landmarks, so the dataset runs it first, on the stored crop (FaceDataset.image_augment,
+    facerec.data.pose_augment)."""
+
     config: AugmentConfig
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
