@@ -489,9 +489,10 @@ def low_entropy_identities(labels: np.ndarray, yaws: np.ndarray, threshold: floa
     labels = np.asarray(labels)
     yaws = np.asarray(yaws, dtype=np.float64)
     out = np.zeros(int(labels.max()) + 1 if len(labels) else 0, dtype=bool)
-    for label in np.unique(labels):
-        mine = yaws[labels == label]
-        out[label] = bool(np.isfinite(mine).any()) and yaw_entropy(mine, bin_width) < threshold
+    order = np.argsort(labels, kind="stable")  # one pass over the images grouped by identity
+    for group in np.split(order, np.flatnonzero(np.diff(labels[order])) + 1) if len(order) else []:
+        mine = yaws[group]
+        out[labels[group[0]]] = bool(np.isfinite(mine).any()) and yaw_entropy(mine, bin_width) < threshold
     return out
 
 
