@@ -15,7 +15,7 @@ from conftest import near_copy, smooth_image
 from facerec.data import duplicates
 from facerec.data.duplicates import tree_images, write_clean_tree
 from facerec.errors import DataError
-from facerec.eval.near_duplicates import cosine_top1, find_near_duplicates
+from facerec.eval.near_duplicates import Side, compare, cosine_top1, find_near_duplicates
 from facerec.pipeline import RecognitionPipeline
 
 
@@ -105,3 +105,17 @@ def test_bad_thresholds_are_clear_errors(planted, tmp_path):
         find_near_duplicates(train, [evaluation], tmp_path / "o", pooling_pipeline(), 65, 0.9, False)
     with pytest.raises(DataError, match="cosine"):
         find_near_duplicates(train, [evaluation], tmp_path / "o", pooling_pipeline(), 6, 1.5, False)
+
+
+def test_a_hash_match_needs_the_embeddings_to_agree():
+    """Two different people's aligned crops can hash alike: with hash_min_cosine the embedding
+    must confirm the match (orthogonal embeddings: rejected; identical: kept)."""
+    paths = [Path("a.png"), Path("b.png")]
+    hashes = np.array([5, 5], dtype=np.uint64)  # both eval images hash like training image 0
+    train = Side("train", Path("."), paths[:1], hashes[:1], np.array([[1.0, 0.0]], np.float32))
+    evaluation = Side("eval", Path("."), paths, hashes, np.array([[0.0, 1.0], [1.0, 0.0]], np.float32))
+    loose = compare(train, evaluation, 4, 0.99, hash_min_cosine=-1.0)
+    strict = compare(train, evaluation, 4, 0.99, hash_min_cosine=0.8)
+    assert loose.by_hash.eval.tolist() == [0, 1] and loose.hash_rejected == 0
+    assert strict.by_hash.eval.tolist() == [1] and strict.hash_rejected == 1
+    assert [p["eval"] for p in strict.pairs] == ["b.png"] and strict.pairs[0]["methods"] == ["phash", "cosine"]

@@ -26,7 +26,14 @@ def run_near_duplicates(args: argparse.Namespace) -> int:
 
     pipeline = pipeline_from(args, flip=False)
     report, flagged, paths = find_near_duplicates(
-        args.train, args.eval_sets, args.out, pipeline, args.hash_distance, args.cosine, cache=args.cache
+        args.train,
+        args.eval_sets,
+        args.out,
+        pipeline,
+        args.hash_distance,
+        args.cosine,
+        cache=args.cache,
+        hash_min_cosine=args.hash_min_cosine,
     )
     for name, counts in report["sets"].items():
         print(
@@ -49,6 +56,12 @@ def _near_duplicates_args(p: argparse.ArgumentParser) -> None:
         "--hash-distance", type=int, default=4, help="largest pHash Hamming distance (bits of 64; always even)"
     )
     p.add_argument("--cosine", type=float, default=0.95, help="smallest embedding cosine of a duplicate")
+    p.add_argument(
+        "--hash-min-cosine",
+        type=float,
+        default=0.8,
+        help="a pHash match counts only when the embeddings agree this much (-1: hash alone)",
+    )
     p.add_argument("--write-clean", metavar="DST", help="write DST: the training tree as links, flagged files left out")
     p.add_argument("--cache", help="folder keeping each set's hashes and embeddings for later runs")
     add_pipeline_arguments(p, model="fast", detector="none")

@@ -17,7 +17,9 @@ shift 4 bits (median; up to 10), a 2 px shift 8 (up to 14), a mirror image ~32. 
 The fast model's largest cosine between a fold-9 image and a training image is 0.922 (twins,
 Tamara and Tia Mowry), while JPEG or resized copies score >= 0.985, 1-px shifts >= 0.952 and
 2-px shifts 0.964 (median): hence 0.95, which also flags 7 of the 146,866 pairs of two files of
-one person within fold 9.
+one person within fold 9. A hash match must also reach cosine 0.8 (`hash_min_cosine`): every
+edited copy the hash finds scores >= 0.88, while the hash's chance matches between different
+people (LFW vs CACD-VS and CelebA vs CACD-VS/FG-NET at 4 bits, LFW folds at 6) scored <= 0.78.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class SetResult:
     by_cosine: Matches
     nearest_hamming: np.ndarray  # per eval image: smallest distance to any training image
     nearest_cosine: np.ndarray  # per eval image: largest cosine with any training image
+    hash_rejected: int = 0  # hash matches whose embeddings disagree (chance matches of aligned faces)
     pairs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -132,14 +135,21 @@ def cosine_top1(train: np.ndarray, evaluation: np.ndarray) -> tuple[np.ndarray, 
     return best, score
 
 
-def compare(train: Side, evaluation: Side, max_distance: int, min_cosine: float) -> SetResult:
-    """Both tests between the training side and one evaluation side, pairs merged."""
+def compare(
+    train: Side, evaluation: Side, max_distance: int, min_cosine: float, hash_min_cosine: float = -1.0
+) -> SetResult:
+    """Both tests between the training side and one evaluation side, pairs merged. A hash
+    match counts only when the two embeddings agree at least `hash_min_cosine`: aligned faces
+    share one template, so different people's crops can hash a few bits apart."""
     by_hash, nearest_hamming = hash_matches(train.hashes, evaluation.hashes, max_distance)
+    agreement = np.einsum("ij,ij->i", train.embeddings[by_hash.train], evaluation.embeddings[by_hash.eval])
+    kept = agreement >= hash_min_cosine
+    confirmed = Matches(by_hash.train[kept], by_hash.eval[kept], by_hash.score[kept])
     best, cosine = cosine_top1(train.embeddings, evaluation.embeddings)
     hit = np.nonzero(cosine >= min_cosine)[0]
     by_cosine = Matches(best[hit], hit, cosine[hit])
-    result = SetResult(evaluation.name, by_hash, by_cosine, nearest_hamming, cosine)
-    result.pairs = _merged_pairs(train, evaluation, by_hash, by_cosine)
+    result = SetResult(evaluation.name, confirmed, by_cosine, nearest_hamming, cosine, int((~kept).sum()))
+    result.pairs = _merged_pairs(train, evaluation, confirmed, by_cosine)
     return result
 
 
@@ -169,13 +179,16 @@ def flagged_files(results: list[SetResult]) -> set[Path]:
     return {Path(pair["train"]) for result in results for pair in result.pairs}
 
 
-def summary(train: Side, results: list[SetResult], max_distance: int, min_cosine: float, model: str) -> dict:
+def summary(
+    train: Side, results: list[SetResult], max_distance: int, min_cosine: float, model: str, hash_min_cosine: float
+) -> dict:
     """The JSON report: thresholds, counts per evaluation set and method, and every pair."""
     sets = {}
     for r in results:
         sets[r.name] = {
             "eval_images": len(r.nearest_hamming),
             "pairs_phash": len(r.by_hash.train),
+            "pairs_phash_rejected_by_embedding": r.hash_rejected,
             "pairs_cosine": len(r.by_cosine.train),
             "pairs_combined": len(r.pairs),
             "pairs_both": sum(len(p["methods"]) == 2 for p in r.pairs),
@@ -193,6 +206,7 @@ def summary(train: Side, results: list[SetResult], max_distance: int, min_cosine
         "model": model,
         "hash_distance": max_distance,
         "cosine": min_cosine,
+        "hash_min_cosine": hash_min_cosine,
         "train_files_flagged": len(flagged_files(results)),
         "sets": sets,
     }
@@ -255,6 +269,7 @@ def find_near_duplicates(
     min_cosine: float = 0.95,
     progress: bool = True,
     cache: str | Path | None = None,
+    hash_min_cosine: float = 0.8,
 ) -> tuple[dict, set[Path], list[Path]]:
     """Compare a training tree with every evaluation set; write near_duplicates.json,
     flagged_train_files.csv, examples.png and nearest.png to `out` (hashes and embeddings kept
@@ -272,8 +287,8 @@ def find_near_duplicates(
     train = load_side(train_root, pipeline, progress, cache)
     sides = [load_side(root, pipeline, progress, cache) for root in eval_roots]
     _unique_names(sides)
-    results = [compare(train, side, max_distance, min_cosine) for side in sides]
-    report = summary(train, results, max_distance, min_cosine, pipeline.name)
+    results = [compare(train, side, max_distance, min_cosine, hash_min_cosine) for side in sides]
+    report = summary(train, results, max_distance, min_cosine, pipeline.name, hash_min_cosine)
     write_json(out / "near_duplicates.json", report)
     write_flagged_csv(out / "flagged_train_files.csv", results)
     plot_examples(out / "examples.png", results)
