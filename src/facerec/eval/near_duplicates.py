@@ -19,7 +19,7 @@ Tamara and Tia Mowry), while JPEG or resized copies score >= 0.985, 1-px shifts 
 2-px shifts 0.964 (median): hence 0.95, which also flags 7 of the 146,866 pairs of two files of
 one person within fold 9. A hash match must also reach cosine 0.8 (`hash_min_cosine`): every
 edited copy the hash finds scores >= 0.88, while the hash's chance matches between different
-people (LFW vs CACD-VS and CelebA vs CACD-VS/FG-NET at 4 bits, LFW folds at 6) scored <= 0.78.
+people (LFW vs CACD-VS and CelebA vs CACD-VS/FG-NET at 4 bits, LFW folds at 6) scored <= 0.79.
 """
 
 from __future__ import annotations
