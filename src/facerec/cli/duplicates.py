@@ -14,7 +14,7 @@ DESCRIPTION = (
     "crops on both sides (e.g. trees written by `facerec align`): the hash compares pixels in one "
     "frame, and the embeddings are taken without detection. Thresholds calibrated on LFW people folds "
     "0-8 vs fold 9 (no shared person): no fold-9 image has an unrelated training photo within 4 bits (11 of "
-    "1,783 within 6) or above cosine 0.922 with the fast model, while JPEG/resized copies of a crop stay "
+    "1,783 within 6) or above cosine 0.922 with the fast model, while JPEG or 90%-resized copies of a crop stay "
     "within 2 bits and above 0.985, 1-px-shifted ones within 4 bits (median) and above 0.952; see "
     "docs/benchmarks.md."
 )

@@ -15,7 +15,7 @@ have an unrelated training image within 6 bits, none within 4 (distances are eve
 has 32 bits set). Edited copies of an aligned crop: JPEG q70 or resizing moves <= 2 bits, a 1 px
 shift 4 bits (median; up to 10), a 2 px shift 8 (up to 14), a mirror image ~32. Hence 4 bits.
 The fast model's largest cosine between a fold-9 image and a training image is 0.922 (twins,
-Tamara and Tia Mowry), while JPEG or resized copies score >= 0.985, 1-px shifts >= 0.952 and
+Tamara and Tia Mowry), while JPEG or 90%-resized copies score >= 0.985, 1-px shifts >= 0.952 and
 2-px shifts 0.964 (median): hence 0.95, which also flags 7 of the 146,866 pairs of two files of
 one person within fold 9. A hash match must also reach cosine 0.8 (`hash_min_cosine`): every
 edited copy the hash finds scores >= 0.88, while the hash's chance matches between different
