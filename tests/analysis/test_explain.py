@@ -273,7 +273,12 @@ def test_the_reference_model_is_explained_by_occlusion_and_refuses_the_gradient_
 def test_the_command_explains_the_score_verify_gives(tmp_path):
     a, b = lfw_image("Aaron_Peirsol", 1), lfw_image("Aaron_Peirsol", 2)
     out = tmp_path / "default"
-    assert main(["explain", str(a), str(b), "--model", "fast", "--method", "occlusion", "--patch", "32", "--out", str(out)]) == 0
+    assert (
+        main(
+            ["explain", str(a), str(b), "--model", "fast", "--method", "occlusion", "--patch", "32", "--out", str(out)]
+        )
+        == 0
+    )
     report = json.loads((out / "explanation.json").read_text())
     pipeline = RecognitionPipeline.load("fast", detector="mtcnn", device="cpu", several="largest")
     assert report["score"] == pytest.approx(float(pipeline.represent(a) @ pipeline.represent(b)), abs=1e-5)
