@@ -31,16 +31,14 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from facerec.serve.store.base import (
     AlreadyExists,
     FaceRecord,
-    GalleryCounts,
     GalleryRecord,
-    GalleryStore,
     Match,
     Metadata,
     NewFace,
@@ -52,25 +50,21 @@ from facerec.serve.store.base import (
     UnknownSubject,
     check_name,
     check_threshold,
-    decode_crop,
     metadata_json,
     utc_now,
 )
 from facerec.serve.store.crypto import KEY_ENV, PlainVectors, VectorCipher
 from facerec.serve.store.index import GalleryIndex, IndexPolicy
-from facerec.serve.store.sqlite import (
+from facerec.serve.store.sql import (
     ENCRYPTION_AES_GCM,
     ENCRYPTION_NONE,
     GALLERY_COLUMNS,
     KEY_CHECK,
-    SCHEMA_VERSION,
-    VECTOR_DTYPE,
-    crop_aad,
-    face_aad,
-    gallery_record,
+    SQLStore,
     gallery_row,
     new_gallery_record,
 )
+from facerec.serve.store.sqlite import SCHEMA_VERSION
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS facerec_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -123,9 +117,12 @@ def redacted(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@]+@", r"\1:***@", url)
 
 
-class PostgresStore(GalleryStore):
+class PostgresStore(SQLStore):
     """Galleries in a PostgreSQL database (`url`: postgresql://user:password@host/db). `key` seals
     the vectors; without one, a new store needs `plaintext=True` (tests and development)."""
+
+    marker = "%s"
+    row_lock = " FOR UPDATE"  # writers of one gallery queue on its row
 
     def __init__(
         self,
@@ -315,24 +312,6 @@ class PostgresStore(GalleryStore):
                 raise AlreadyExists(f"gallery '{name}' already exists in {self.location}")
         return record
 
-    def _gallery_row(self, name: str, lock: bool = False) -> tuple[int, GalleryRecord]:
-        query = f"SELECT id, {GALLERY_COLUMNS} FROM galleries WHERE name = %s"
-        row = self._db.execute(query + (" FOR UPDATE" if lock else ""), (name,)).fetchone()
-        if row is None:
-            names = [r[0] for r in self._db.execute("SELECT name FROM galleries ORDER BY name")]
-            known = f"galleries: {', '.join(names)}" if names else "it has no gallery yet"
-            raise UnknownGallery(f"no gallery '{name}' in {self.location} ({known})")
-        return row[0], gallery_record(row[1:])
-
-    def gallery(self, name: str) -> GalleryRecord:
-        with self._lock:
-            return self._gallery_row(name)[1]
-
-    def galleries(self) -> list[GalleryRecord]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {GALLERY_COLUMNS} FROM galleries ORDER BY name").fetchall()
-        return [gallery_record(row) for row in rows]
-
     def delete_gallery(self, name: str) -> None:
         with self._lock:
             with self._write() as db:
@@ -346,16 +325,6 @@ class PostgresStore(GalleryStore):
             gallery_id, _ = self._gallery_row(name, lock=True)
             db.execute("UPDATE galleries SET threshold = %s WHERE id = %s", (threshold, gallery_id))
         return self.gallery(name)
-
-    def counts(self, name: str) -> GalleryCounts:
-        with self._lock:
-            gallery_id, _ = self._gallery_row(name)
-            subjects, faces = self._db.execute(
-                "SELECT COUNT(DISTINCT s.id), COUNT(f.id) FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id "
-                "WHERE s.gallery_id = %s",
-                (gallery_id,),
-            ).fetchone()
-        return GalleryCounts(subjects, faces)
 
     # ---- subjects -----------------------------------------------------------------------------
     def create_subject(self, gallery: str, name: str, metadata: Metadata | None = None) -> SubjectRecord:
@@ -372,26 +341,6 @@ class PostgresStore(GalleryStore):
             if inserted is None:
                 raise AlreadyExists(f"subject '{name}' already exists in gallery '{gallery}'")
         return SubjectRecord(gallery, name, json.loads(text), created)
-
-    def _subject_id(self, gallery_id: int, name: str) -> int | None:
-        row = self._db.execute(
-            "SELECT id FROM subjects WHERE gallery_id = %s AND name = %s", (gallery_id, name)
-        ).fetchone()
-        return None if row is None else row[0]
-
-    def _known_subject_id(self, gallery_id: int, gallery: str, name: str) -> int:
-        subject_id = self._subject_id(gallery_id, name)
-        if subject_id is None:
-            raise UnknownSubject(f"no subject '{name}' in gallery '{gallery}'")
-        return subject_id
-
-    def subjects(self, gallery: str) -> list[SubjectRecord]:
-        with self._lock:
-            gallery_id, _ = self._gallery_row(gallery)
-            rows = self._db.execute(
-                "SELECT name, metadata, created FROM subjects WHERE gallery_id = %s ORDER BY name", (gallery_id,)
-            ).fetchall()
-        return [SubjectRecord(gallery, name, json.loads(meta), created) for name, meta, created in rows]
 
     def delete_subject(self, gallery: str, name: str) -> int:
         with self._lock:
@@ -462,33 +411,6 @@ class PostgresStore(GalleryStore):
             found[name] = subject_id
         return found
 
-    def _seal(self, face_id: int, row: np.ndarray) -> bytes:
-        return self._cipher.seal(row.astype(VECTOR_DTYPE).tobytes(), face_aad(face_id))
-
-    def _seal_crops(self, ids: list[int], crops: list[bytes | None]) -> list[bytes | None]:
-        return [None if c is None else self._cipher.seal(c, crop_aad(i)) for i, c in zip(ids, crops, strict=True)]
-
-    def _unseal(self, face_id: int, blob: bytes, dimension: int) -> np.ndarray:
-        vector = np.frombuffer(self._cipher.open(bytes(blob), face_aad(face_id)), dtype=VECTOR_DTYPE)
-        if vector.shape != (dimension,):
-            raise StoreError(
-                f"face {face_id} in {self.location} holds {vector.size} values, not {dimension}: damaged store"
-            )
-        return vector
-
-    def faces(self, gallery: str, subject: str | None = None) -> list[FaceRecord]:
-        with self._lock:
-            gallery_id, _ = self._gallery_row(gallery)
-            query = (
-                "SELECT f.id, s.name, f.metadata, f.created FROM faces f JOIN subjects s ON s.id = f.subject_id "
-                "WHERE s.gallery_id = %s"
-            )
-            args: tuple[Any, ...] = (gallery_id,)
-            if subject is not None:
-                query, args = query + " AND s.id = %s", (*args, self._known_subject_id(gallery_id, gallery, subject))
-            rows = self._db.execute(query + " ORDER BY f.id", args).fetchall()
-        return [FaceRecord(i, gallery, name, json.loads(meta), created) for i, name, meta, created in rows]
-
     def delete_face(self, gallery: str, face_id: int) -> None:
         with self._lock:
             with self._write() as db:
@@ -501,38 +423,6 @@ class PostgresStore(GalleryStore):
                     raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
                 version = self._bump(gallery_id)
             self._forget_faces(gallery_id, [int(face_id)], version)
-
-    def vectors(self, gallery: str, face_ids: Sequence[int]) -> np.ndarray:
-        with self._lock:
-            gallery_id, record = self._gallery_row(gallery)
-            found = {}
-            for face_id in dict.fromkeys(int(i) for i in face_ids):
-                blob = self._face_cell(gallery, gallery_id, face_id, "vector")
-                found[face_id] = self._unseal(face_id, blob, record.dimension)
-        return np.stack([found[int(i)] for i in face_ids]) if found else np.zeros((0, record.dimension), np.float32)
-
-    def crops(self, gallery: str, face_ids: Sequence[int]) -> list[np.ndarray | None]:
-        with self._lock:
-            gallery_id, _ = self._gallery_row(gallery)
-            found = []
-            for face_id in (int(i) for i in face_ids):
-                blob = self._face_cell(gallery, gallery_id, face_id, "crop")
-                found.append(None if blob is None else self._open_crop(face_id, blob))
-        return found
-
-    def _face_cell(self, gallery: str, gallery_id: int, face_id: int, column: Literal["vector", "crop"]) -> Any:
-        """One column (vector or crop) of a face of this gallery; UnknownFace if it is not there."""
-        row = self._db.execute(
-            f"SELECT f.{column} FROM faces f JOIN subjects s ON s.id = f.subject_id "
-            "WHERE f.id = %s AND s.gallery_id = %s",
-            (face_id, gallery_id),
-        ).fetchone()
-        if row is None:
-            raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
-        return row[0]
-
-    def _open_crop(self, face_id: int, blob: bytes) -> np.ndarray:
-        return decode_crop(self._cipher.open(bytes(blob), crop_aad(face_id)), f"face {face_id} in {self.location}")
 
     # ---- the in-memory index, kept in step with the database ----------------------------------
     def _current_index(self, gallery_id: int, version: int) -> GalleryIndex | None:

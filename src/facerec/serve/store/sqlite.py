@@ -19,16 +19,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from facerec.serve.store.base import (
     AlreadyExists,
     FaceRecord,
-    GalleryCounts,
     GalleryRecord,
-    GalleryStore,
     Match,
     Metadata,
     NewFace,
@@ -36,17 +34,23 @@ from facerec.serve.store.base import (
     StoreKeyError,
     SubjectRecord,
     UnknownFace,
-    UnknownGallery,
     UnknownSubject,
     check_name,
     check_threshold,
-    decode_crop,
     metadata_json,
-    migration_json,
     utc_now,
 )
 from facerec.serve.store.crypto import KEY_ENV, PlainVectors, VectorCipher
 from facerec.serve.store.index import GalleryIndex, IndexPolicy
+from facerec.serve.store.sql import (
+    ENCRYPTION_AES_GCM,
+    ENCRYPTION_NONE,
+    GALLERY_COLUMNS,
+    KEY_CHECK,
+    SQLStore,
+    gallery_row,
+    new_gallery_record,
+)
 
 SCHEMA_VERSION = 2  # 2: galleries.keep_crops and .migration, faces.crop
 SCHEMA = """
@@ -89,24 +93,11 @@ UPGRADES = {
         "ALTER TABLE faces ADD COLUMN crop BLOB",
     ],
 }
-GALLERY_COLUMNS = "name, model, digest, pipeline, dimension, threshold, created, keep_crops, migration"
-ENCRYPTION_NONE, ENCRYPTION_AES_GCM = "none", "aes-256-gcm"
-KEY_CHECK = b"facerec gallery store"  # sealed with the key at creation: a wrong key fails to open it
-VECTOR_DTYPE = np.dtype("<f4")
 
 log = logging.getLogger(__name__)
 
 
-def face_aad(face_id: int) -> bytes:
-    return f"face {face_id}".encode()
-
-
-def crop_aad(face_id: int) -> bytes:
-    """Another name than the vector's: a sealed crop copied onto the vector column does not open."""
-    return f"crop {face_id}".encode()
-
-
-class SQLiteStore(GalleryStore):
+class SQLiteStore(SQLStore):
     """Galleries in one SQLite file. `key`: 32 bytes that seal the vectors; without one, a new
     store needs `plaintext=True` (tests and development)."""
 
@@ -286,23 +277,6 @@ class SQLiteStore(GalleryStore):
             )
         return record
 
-    def _gallery_row(self, name: str) -> tuple[int, GalleryRecord]:
-        row = self._db.execute(f"SELECT id, {GALLERY_COLUMNS} FROM galleries WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            names = [r[0] for r in self._db.execute("SELECT name FROM galleries ORDER BY name")]
-            known = f"galleries: {', '.join(names)}" if names else "it has no gallery yet"
-            raise UnknownGallery(f"no gallery '{name}' in {self.path} ({known})")
-        return row[0], gallery_record(row[1:])
-
-    def gallery(self, name: str) -> GalleryRecord:
-        with self._lock:
-            return self._gallery_row(name)[1]
-
-    def galleries(self) -> list[GalleryRecord]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {GALLERY_COLUMNS} FROM galleries ORDER BY name").fetchall()
-        return [gallery_record(row) for row in rows]
-
     def delete_gallery(self, name: str) -> None:
         with self._lock:
             with self._write() as db:
@@ -318,16 +292,6 @@ class SQLiteStore(GalleryStore):
             db.execute("UPDATE galleries SET threshold = ? WHERE id = ?", (threshold, gallery_id))
         return self.gallery(name)
 
-    def counts(self, name: str) -> GalleryCounts:
-        with self._lock:
-            gallery_id, _ = self._gallery_row(name)
-            subjects, faces = self._db.execute(
-                "SELECT COUNT(DISTINCT s.id), COUNT(f.id) FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id "
-                "WHERE s.gallery_id = ?",
-                (gallery_id,),
-            ).fetchone()
-        return GalleryCounts(subjects, faces)
-
     # ---- subjects -----------------------------------------------------------------------------
     def create_subject(self, gallery: str, name: str, metadata: Metadata | None = None) -> SubjectRecord:
         check_name(name, "subject")
@@ -342,26 +306,6 @@ class SQLiteStore(GalleryStore):
                 (gallery_id, name, text, created),
             )
         return SubjectRecord(gallery, name, json.loads(text), created)
-
-    def _subject_id(self, gallery_id: int, name: str) -> int | None:
-        row = self._db.execute(
-            "SELECT id FROM subjects WHERE gallery_id = ? AND name = ?", (gallery_id, name)
-        ).fetchone()
-        return None if row is None else row[0]
-
-    def _known_subject_id(self, gallery_id: int, gallery: str, name: str) -> int:
-        subject_id = self._subject_id(gallery_id, name)
-        if subject_id is None:
-            raise UnknownSubject(f"no subject '{name}' in gallery '{gallery}'")
-        return subject_id
-
-    def subjects(self, gallery: str) -> list[SubjectRecord]:
-        with self._lock:
-            gallery_id, _ = self._gallery_row(gallery)
-            rows = self._db.execute(
-                "SELECT name, metadata, created FROM subjects WHERE gallery_id = ? ORDER BY name", (gallery_id,)
-            ).fetchall()
-        return [SubjectRecord(gallery, name, json.loads(meta), created) for name, meta, created in rows]
 
     def delete_subject(self, gallery: str, name: str) -> int:
         with self._lock:
@@ -429,33 +373,6 @@ class SQLiteStore(GalleryStore):
             found[name] = subject_id
         return found
 
-    def _seal(self, face_id: int, row: np.ndarray) -> bytes:
-        return self._cipher.seal(row.astype(VECTOR_DTYPE).tobytes(), face_aad(face_id))
-
-    def _seal_crops(self, ids: list[int], crops: list[bytes | None]) -> list[bytes | None]:
-        return [None if c is None else self._cipher.seal(c, crop_aad(i)) for i, c in zip(ids, crops, strict=True)]
-
-    def _unseal(self, face_id: int, blob: bytes, dimension: int) -> np.ndarray:
-        vector = np.frombuffer(self._cipher.open(blob, face_aad(face_id)), dtype=VECTOR_DTYPE)
-        if vector.shape != (dimension,):
-            raise StoreError(
-                f"face {face_id} in {self.path} holds {vector.size} values, not {dimension}: damaged store"
-            )
-        return vector
-
-    def faces(self, gallery: str, subject: str | None = None) -> list[FaceRecord]:
-        with self._lock:
-            gallery_id, _ = self._gallery_row(gallery)
-            query = (
-                "SELECT f.id, s.name, f.metadata, f.created FROM faces f JOIN subjects s ON s.id = f.subject_id "
-                "WHERE s.gallery_id = ?"
-            )
-            args: tuple[Any, ...] = (gallery_id,)
-            if subject is not None:
-                query, args = query + " AND s.id = ?", (*args, self._known_subject_id(gallery_id, gallery, subject))
-            rows = self._db.execute(query + " ORDER BY f.id", args).fetchall()
-        return [FaceRecord(i, gallery, name, json.loads(meta), created) for i, name, meta, created in rows]
-
     def delete_face(self, gallery: str, face_id: int) -> None:
         with self._lock:
             with self._write() as db:
@@ -472,38 +389,6 @@ class SQLiteStore(GalleryStore):
     def _forget_faces(self, gallery_id: int, face_ids: list[int]) -> None:
         if gallery_id in self._indexes:
             self._indexes[gallery_id].remove(face_ids)
-
-    def vectors(self, gallery: str, face_ids: Sequence[int]) -> np.ndarray:
-        with self._lock:
-            gallery_id, record = self._gallery_row(gallery)
-            found = {}
-            for face_id in dict.fromkeys(int(i) for i in face_ids):
-                blob = self._face_cell(gallery, gallery_id, face_id, "vector")
-                found[face_id] = self._unseal(face_id, blob, record.dimension)
-        return np.stack([found[int(i)] for i in face_ids]) if found else np.zeros((0, record.dimension), np.float32)
-
-    def crops(self, gallery: str, face_ids: Sequence[int]) -> list[np.ndarray | None]:
-        with self._lock:
-            gallery_id, _ = self._gallery_row(gallery)
-            found = []
-            for face_id in (int(i) for i in face_ids):
-                blob = self._face_cell(gallery, gallery_id, face_id, "crop")
-                found.append(None if blob is None else self._open_crop(face_id, blob))
-        return found
-
-    def _face_cell(self, gallery: str, gallery_id: int, face_id: int, column: Literal["vector", "crop"]) -> Any:
-        """One column (vector or crop) of a face of this gallery; UnknownFace if it is not there."""
-        row = self._db.execute(
-            f"SELECT f.{column} FROM faces f JOIN subjects s ON s.id = f.subject_id "
-            "WHERE f.id = ? AND s.gallery_id = ?",
-            (face_id, gallery_id),
-        ).fetchone()
-        if row is None:
-            raise UnknownFace(f"no face {face_id} in gallery '{gallery}'")
-        return row[0]
-
-    def _open_crop(self, face_id: int, blob: bytes) -> np.ndarray:
-        return decode_crop(self._cipher.open(bytes(blob), crop_aad(face_id)), f"face {face_id} in {self.location}")
 
     # ---- search -------------------------------------------------------------------------------
     def _search(self, gallery: GalleryRecord, queries: np.ndarray, k: int) -> list[list[Match]]:
@@ -547,56 +432,3 @@ class SQLiteStore(GalleryStore):
             problems = [r[0] for r in self._db.execute("PRAGMA integrity_check") if r[0] != "ok"]
             problems += [f"foreign key: {r}" for r in self._db.execute("PRAGMA foreign_key_check")]
         return problems
-
-
-def new_gallery_record(
-    name: str,
-    model: str,
-    digest: str,
-    pipeline: Metadata,
-    dimension: int,
-    threshold: float | None,
-    keep_crops: bool,
-    migration: Metadata | None,
-) -> GalleryRecord:
-    """The record of a new gallery, its input checked (both backends)."""
-    check_name(name, "gallery")
-    if not digest:
-        raise StoreError(f"gallery '{name}': the model's digest is empty (a gallery records which model made it)")
-    if int(dimension) < 1:
-        raise StoreError(f"gallery '{name}': embedding size {dimension} is not positive")
-    metadata_json(pipeline, f"gallery '{name}'")
-    migration_json(migration, f"the migration record of gallery '{name}'")
-    kept, threshold = bool(keep_crops), check_threshold(threshold)
-    return GalleryRecord(name, model, digest, pipeline, int(dimension), threshold, utc_now(), kept, migration)
-
-
-def gallery_row(record: GalleryRecord) -> tuple[Any, ...]:
-    """The values of GALLERY_COLUMNS for a record."""
-    return (
-        record.name,
-        record.model,
-        record.digest,
-        metadata_json(record.pipeline, f"gallery '{record.name}'"),
-        record.dimension,
-        record.threshold,
-        record.created,
-        int(record.keep_crops),
-        migration_json(record.migration, f"gallery '{record.name}'"),
-    )
-
-
-def gallery_record(row: Sequence[Any]) -> GalleryRecord:
-    """A record from the values of GALLERY_COLUMNS (both backends)."""
-    name, model, digest, pipeline, dimension, threshold, created, keep_crops, migration = row
-    return GalleryRecord(
-        name,
-        model,
-        digest,
-        json.loads(pipeline),
-        dimension,
-        threshold,
-        created,
-        bool(keep_crops),
-        None if migration is None else json.loads(migration),
-    )
