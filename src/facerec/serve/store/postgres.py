@@ -230,24 +230,6 @@ class PostgresStore(SQLStore):
     def _table_exists(self, name: str) -> bool:
         return self._db.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None
 
-    def _cipher_for(self, meta: dict[str, str], key: bytes | None) -> VectorCipher | PlainVectors:
-        if meta.get("encryption") == ENCRYPTION_NONE:
-            if key is not None:
-                raise StoreKeyError(
-                    f"gallery store {self.location} keeps its vectors unencrypted (it was created without a key), "
-                    f"so a key does not apply: open it without one (no key file, {KEY_ENV} unset)"
-                )
-            log.warning("gallery store %s: vectors are NOT encrypted (plaintext store, for tests)", self.location)
-            return PlainVectors()
-        if key is None:
-            raise StoreKeyError(f"gallery store {self.location} is encrypted: set {KEY_ENV} or give its key file")
-        cipher = VectorCipher(key)
-        try:
-            cipher.open(bytes.fromhex(meta["key_check"]), b"key check")
-        except StoreKeyError:
-            raise StoreKeyError(f"the key given does not open gallery store {self.location} (wrong key)") from None
-        return cipher
-
     # ---- connection and transactions ----------------------------------------------------------
     @property
     def _db(self) -> Any:

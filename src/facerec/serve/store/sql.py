@@ -9,6 +9,7 @@ Writes stay with each backend: transactions, id allocation and index freshness d
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from facerec.serve.store.base import (
     GalleryStore,
     Metadata,
     StoreError,
+    StoreKeyError,
     SubjectRecord,
     UnknownFace,
     UnknownGallery,
@@ -33,7 +35,9 @@ from facerec.serve.store.base import (
     migration_json,
     utc_now,
 )
-from facerec.serve.store.crypto import PlainVectors, VectorCipher
+from facerec.serve.store.crypto import KEY_ENV, PlainVectors, VectorCipher
+
+log = logging.getLogger(__name__)
 
 
 def face_aad(face_id: int) -> bytes:
@@ -121,6 +125,28 @@ class SQLStore(GalleryStore):
     def _run(self, query: str, args: Sequence[Any] = ()) -> Any:
         """`query` written with `?` markers, run with this backend's."""
         return self._db.execute(query.replace("?", self.marker), tuple(args))
+
+    def _cipher_for(self, meta: dict[str, str], key: bytes | None) -> VectorCipher | PlainVectors:
+        """What seals this store's vectors, from its meta rows: a store made without a key stays
+        plaintext; an encrypted one opens only with the key that sealed its key check."""
+        if meta.get("encryption") == ENCRYPTION_NONE:
+            if key is not None:
+                raise StoreKeyError(
+                    f"gallery store {self.location} keeps its vectors unencrypted (it was created without a key), "
+                    f"so a key does not apply: open it without one (no key file, {KEY_ENV} unset)"
+                )
+            log.warning(
+                "gallery store %s: vectors are NOT encrypted (plaintext store, tests/development)", self.location
+            )
+            return PlainVectors()
+        if key is None:
+            raise StoreKeyError(f"gallery store {self.location} is encrypted: set {KEY_ENV} or give its key file")
+        cipher = VectorCipher(key)
+        try:
+            cipher.open(bytes.fromhex(meta["key_check"]), b"key check")
+        except StoreKeyError:
+            raise StoreKeyError(f"the key given does not open gallery store {self.location} (wrong key)") from None
+        return cipher
 
     # ---- galleries ----------------------------------------------------------------------------
     def _gallery_row(self, name: str, lock: bool = False) -> tuple[int, GalleryRecord]:

@@ -203,24 +203,6 @@ class SQLiteStore(SQLStore):
             db.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", meta.items())
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
-    def _cipher_for(self, meta: dict[str, str], key: bytes | None) -> VectorCipher | PlainVectors:
-        if meta.get("encryption") == ENCRYPTION_NONE:
-            if key is not None:
-                raise StoreKeyError(
-                    f"gallery store {self.path} keeps its vectors unencrypted (it was created without a key), "
-                    f"so a key does not apply: open it without one (no key file, {KEY_ENV} unset)"
-                )
-            log.warning("gallery store %s: vectors are NOT encrypted (plaintext store, tests/development)", self.path)
-            return PlainVectors()
-        if key is None:
-            raise StoreKeyError(f"gallery store {self.path} is encrypted: set {KEY_ENV} or give its key file")
-        cipher = VectorCipher(key)
-        try:
-            cipher.open(bytes.fromhex(meta["key_check"]), b"key check")
-        except StoreKeyError:
-            raise StoreKeyError(f"the key given does not open gallery store {self.path} (wrong key)") from None
-        return cipher
-
     # ---- connection and transactions ----------------------------------------------------------
     @property
     def _db(self) -> sqlite3.Connection:
