@@ -23,7 +23,7 @@ from facerec.core.files import write_json
 from facerec.core.plots import pyplot, save_figure
 from facerec.data.face_sets import read_fgnet
 from facerec.errors import DataError
-from facerec.eval.identification import cmc
+from facerec.eval.identification import cmc, mated_ranks, scores_per_identity
 from facerec.eval.pairs import PairSet
 from facerec.pipeline import RecognitionPipeline
 
@@ -62,12 +62,11 @@ def leave_one_out_ranks(emb: np.ndarray, persons: np.ndarray) -> np.ndarray:
     Rows of `emb` are unit vectors; every person needs two images."""
     sims = emb @ emb.T
     np.fill_diagonal(sims, -np.inf)  # a probe never matches itself
-    ids = np.unique(persons)
-    per_id = np.stack([sims[:, persons == p].max(1) for p in ids], axis=1)
+    per_id, ids = scores_per_identity(sims, persons)
     own = per_id[np.arange(len(persons)), np.searchsorted(ids, persons)]
     if not np.isfinite(own).all():
         raise DataError("leave-one-out identification needs at least two images of every person")
-    return (per_id >= own[:, None]).sum(1)
+    return mated_ranks(per_id, ids, persons)
 
 
 def nearest_mate_gap(persons: np.ndarray, ages: np.ndarray) -> np.ndarray:

@@ -47,9 +47,14 @@ def identity_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cosine score of each probe against each enrolled identity (max over its gallery images).
     Returns (scores (P, I), identity labels (I,))."""
+    return scores_per_identity(probe @ gallery.T, gallery_labels)
+
+
+def scores_per_identity(sims: np.ndarray, gallery_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of a probe x gallery similarity matrix reduced to one score per identity (its
+    best gallery image). Returns (scores (P, I), identity labels (I,))."""
     ids = np.unique(gallery_labels)
-    sims = probe @ gallery.T
-    per_id = np.full((len(probe), len(ids)), -np.inf)
+    per_id = np.full((len(sims), len(ids)), -np.inf)
     for j, ident in enumerate(ids):
         per_id[:, j] = sims[:, gallery_labels == ident].max(1)
     return per_id, ids
