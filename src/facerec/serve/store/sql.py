@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -120,7 +121,9 @@ class SQLStore(GalleryStore):
     _cipher: VectorCipher | PlainVectors
 
     @property
-    def _db(self) -> Any: ...
+    @abstractmethod
+    def _db(self) -> Any:
+        """The open connection (reconnected where the backend can)."""
 
     def _run(self, query: str, args: Sequence[Any] = ()) -> Any:
         """`query` written with `?` markers, run with this backend's."""
