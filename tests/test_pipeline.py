@@ -52,6 +52,46 @@ def test_pre_aligned_images_embed_as_the_network_does_by_hand(tmp_path, flip):
     assert not embedded.detected.any()  # pre-aligned input: nothing was detected
 
 
+def test_without_mirror_the_plain_embeddings_are_the_same_and_flipped_repeats_them(tmp_path):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(3)]
+    pipeline = RecognitionPipeline(tiny_model(), "none", device="cpu")
+    both, once = pipeline.embed(images, progress=False), pipeline.embed(images, progress=False, mirror=False)
+    np.testing.assert_allclose(once.plain, both.plain, atol=1e-6)
+    np.testing.assert_array_equal(once.flipped, once.plain)
+    assert not np.allclose(both.flipped, both.plain, atol=1e-3)
+
+
+def test_pre_aligned_crops_are_warped_onto_a_model_of_another_template():
+    """A crop on the ArcFace template fed to a model on another template (dlib's chip): each of
+    the five landmarks lands on the model's template point, and the part of the model's crop
+    beyond the input crop repeats its edge instead of being black."""
+    from facerec.core.geometry import ARCFACE_112, umeyama
+    from facerec.models.reference import DLIB_150
+
+    crop = np.full((112, 112, 3), 90, np.uint8)
+    for x, y in ARCFACE_112:  # a bright 3x3 dot on each landmark
+        crop[round(y) - 1 : round(y) + 2, round(x) - 1 : round(x) + 2] = 255
+    card = ModelCard("lowres_irse8", 8, 150, "dlib_150", DLIB_150.tolist(), digest="0" * 64, name="chip")
+    pipeline = RecognitionPipeline(RecognitionModel(tiny_model().net, card), "none", device="cpu")
+    out = pipeline.align(crop).crop
+    assert out.shape == (150, 150, 3)
+    # where the least-squares similarity between the two templates sends each landmark (the
+    # templates differ by more than a similarity: dlib's mouth is wider, ~3 px of residual)
+    matrix = umeyama(ARCFACE_112, DLIB_150)
+    for x, y in ARCFACE_112.round() @ matrix[:, :2].T + matrix[:, 2]:  # the dots' centers
+        r, c = round(y), round(x)
+        weights = (out[r - 5 : r + 6, c - 5 : c + 6, 0].astype(float) - 90).clip(0)
+        ys, xs = np.mgrid[r - 5 : r + 6, c - 5 : c + 6]
+        centroid = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+        assert weights.max() > 60 and np.hypot(*(centroid - (x, y))) < 0.75, (x, y, centroid)
+    # dlib's chip reaches ~13 px below the ArcFace crop: filled from the crop's last rows
+    assert out[-5:].min() >= 85
+    # and a model on the ArcFace template still gets a plain resize
+    arcface = RecognitionPipeline(tiny_model(), "none", device="cpu")
+    np.testing.assert_array_equal(arcface.align(crop).crop, resize(crop, 16))
+
+
 def test_degradation_is_applied_to_every_crop():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)

@@ -29,6 +29,7 @@ from facerec.align.pipeline import DLIB_NATIVE, PRE_ALIGNED, AlignPolicy, NoFace
 from facerec.align.types import Aligned, Face
 from facerec.core.device import pick_device
 from facerec.core.files import atomic_path, save_npz, write_json
+from facerec.core.geometry import umeyama, warp_affine
 from facerec.core.images import decode_image
 from facerec.data.transforms import degrader, resize, to_tensor
 from facerec.errors import DataError, FacerecError
@@ -169,7 +170,7 @@ class RecognitionPipeline:
     def _align_array(self, array: np.ndarray, image: Image) -> Aligned:
         """`align` of an image already decoded to `array` (`image` names it in errors)."""
         if self.aligner is None:
-            aligned = Aligned(resize(array, self.model.input_size), None, [])
+            aligned = Aligned(self._from_arcface_crop(array), None, [])
         else:
             try:
                 aligned = self.aligner.align(array)
@@ -180,6 +181,18 @@ class RecognitionPipeline:
         if self.transform is not None:
             aligned.crop = self.transform(aligned.crop)
         return aligned
+
+    def _from_arcface_crop(self, crop: np.ndarray) -> np.ndarray:
+        """A pre-aligned input (a square crop on the ArcFace template) as the model's crop:
+        resized for a model on that template, warped onto any other (dlib's 150 px chip reaches
+        past the crop's lower edge: the crop's border rows are repeated there, not left black)."""
+        size = self.model.input_size
+        if np.allclose(self.model.template, arcface_template(size), atol=0.5):
+            return resize(crop, size)
+        pad = crop.shape[1] // 4
+        padded = np.pad(crop, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        source = np.asarray(arcface_template(crop.shape[1])) + pad
+        return warp_affine(padded, umeyama(source, np.asarray(self.model.template)), (size, size))
 
     # ---- crops -> embeddings --------------------------------------------------------------
     @torch.no_grad()
@@ -220,23 +233,27 @@ class RecognitionPipeline:
         return images
 
     @torch.no_grad()
-    def _both(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _both(self, crops: torch.Tensor, mirror: bool = True) -> tuple[torch.Tensor, ...]:
         """(plain, flip-summed) L2-normalized embeddings and their norms before normalization,
-        with one forward pass per direction."""
+        with one forward pass per direction; without `mirror`, one pass and the flip-summed
+        columns repeat the plain ones."""
         crops = crops.to(self.device)
-        emb, mirrored = self._infer(crops).float(), self._infer(crops.flip(3)).float()
-        summed = emb + mirrored
+        emb = self._infer(crops).float()
+        summed = emb + self._infer(crops.flip(3)).float() if mirror else emb
         normalized = (F.normalize(emb, dim=1).cpu(), F.normalize(summed, dim=1).cpu())
         return *normalized, emb.norm(dim=1).cpu(), summed.norm(dim=1).cpu()
 
-    def embed(self, images: Sequence[Image], progress: bool = True, desc: str = "embedding") -> Embeddings:
-        """One embedding per image for the protocols: with and without flip, in one pass. Images
-        without a face follow the policy (missing='center': a centered crop; 'skip': an error)."""
+    def embed(
+        self, images: Sequence[Image], progress: bool = True, desc: str = "embedding", mirror: bool = True
+    ) -> Embeddings:
+        """One embedding per image for the protocols: with and without flip, in one pass (without
+        `mirror`, at half the cost, `flipped` repeats `plain`). Images without a face follow the
+        policy (missing='center': a centered crop; 'skip': an error)."""
         parts: list[tuple[torch.Tensor, ...]] = []  # (plain, flipped, norm, flipped norm) per batch
         detected = []
         for batch in self._batches(images, progress, desc):
             aligned = [self.align(image) for image in batch]
-            parts.append(self._both(torch.stack([to_tensor(a.crop) for a in aligned])))
+            parts.append(self._both(torch.stack([to_tensor(a.crop) for a in aligned]), mirror))
             detected.extend(a.face is not None for a in aligned)
         if not parts:
             raise DataError("nothing to embed: the image list is empty")
