@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import DataError
-from facerec.pipeline import Embeddings, RecognitionPipeline, rows_by_path
+from facerec.pipeline import Embeddings, RecognitionPipeline
 
 
 def write_targets(
@@ -19,13 +19,16 @@ def write_targets(
     source_root: str | Path | None = None,
     reuse: list[Path] | None = None,
     device: str = "auto",
+    mirror: bool = True,
 ) -> Path:
     """Embed every image of an identity-folder tree with the teacher; returns the .npz path.
 
     `source_root`: the teacher embeds, instead of each training image, the file with the same
     relative path under this folder (e.g. the original photographs, which it aligns its own
     way, while the student trains on crops aligned for it). `reuse`: .npz files of this
-    teacher's embeddings (names = source paths) whose rows are taken instead of embedding."""
+    teacher's embeddings (names = source paths) whose rows are taken instead of embedding.
+    Without `mirror` the teacher embeds each image once, not also its mirror image (half the
+    cost; the `flipped` targets then repeat the plain ones)."""
     from facerec.data.datasets import ImageFolderDataset
 
     tree = Path(tree)
@@ -42,7 +45,7 @@ def write_targets(
         pipeline = RecognitionPipeline.load(
             teacher, detector=detector, several="central", missing="center", device=device
         )
-        result = pipeline.embed([sources[i] for i in todo], desc=f"teacher ({teacher})")
+        result = pipeline.embed([sources[i] for i in todo], desc=f"teacher ({teacher})", mirror=mirror)
         for k, i in enumerate(todo):
             rows[i] = (result.plain[k], result.flipped[k], bool(result.detected[k]))
     plain = np.stack([rows[i][0] for i in range(len(paths))]).astype(np.float32)
@@ -55,16 +58,30 @@ def write_targets(
 def _rows_from(files: list[Path], sources: list[Path]) -> list[tuple[np.ndarray, np.ndarray, bool] | None]:
     """(plain, flipped, face detected) of each source image found by resolved path in the .npz
     files: an eval file's `names`, or a targets file's `sources` (its `names` are the training
-    crops). Files without a `detected` array count every face as detected."""
+    crops)."""
+    table = target_rows(files, by_source=True)
+    return [table.get(str(s.resolve())) for s in sources]
+
+
+def target_rows(files: list[Path], by_source: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
+    """Resolved image path -> (plain, flipped, face detected) of every row of the .npz files,
+    keyed by `names` (the images trained on), or with `by_source` by `sources` where a file has
+    them (what the teacher embedded). Files without `detected` count every face as detected."""
     table: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
     for file in files:
         data = np.load(file)
         plain, flipped = data["plain"], data["flipped"]  # read each array once (an npz re-reads per access)
         detected = data["detected"] if "detected" in data.files else np.ones(len(plain), dtype=bool)
-        embedded = data["sources"] if "sources" in data.files else data["names"]
-        for name, i in rows_by_path(embedded.tolist()).items():
+        embedded = data["sources"] if by_source and "sources" in data.files else data["names"]
+        for name, i in _rows_by_name(embedded.tolist(), Path(file).parent).items():
             table[name] = (plain[i].copy(), flipped[i].copy(), bool(detected[i]))
-    return [table.get(str(s.resolve())) for s in sources]
+    return table
+
+
+def _rows_by_name(names: list[str], base: Path) -> dict[str, int]:
+    """`facerec.pipeline.rows_by_path`, with relative names taken relative to `base` (the .npz's folder: a
+    compact copy's targets travel with its images)."""
+    return {str((base / name).resolve()): i for i, name in enumerate(names)}
 
 
 def load_targets(paths: str | Path | list[str] | list[Path], flip: bool = True) -> dict[str, np.ndarray]:
@@ -75,7 +92,7 @@ def load_targets(paths: str | Path | list[str] | list[Path], flip: bool = True) 
             raise DataError(f"teacher targets not found: {path} (make them with `facerec distill-targets`)")
         data = np.load(path)
         vectors = data["flipped" if flip else "plain"]
-        table.update({name: vectors[i] for name, i in rows_by_path(data["names"].tolist()).items()})
+        table.update({name: vectors[i] for name, i in _rows_by_name(data["names"].tolist(), path.parent).items()})
     return table
 
 

@@ -1,0 +1,87 @@
+"""Compact copies of training trees and their teacher targets under relative names."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facerec.distill.compact import TARGETS_FILE, compact_tree
+from facerec.distill.targets import load_targets
+from facerec.errors import DataError
+
+
+def _tree(root: Path, people: int = 2, images: int = 2) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for p in range(people):
+        for i in range(images):
+            path = root / f"person{p}" / f"person{p}_{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # smooth pictures: a gradient per image, so WebP keeps them close
+            ramp = np.linspace(0, 255, 112)[None, :, None] * rng.uniform(0.3, 1.0, size=(1, 1, 3))
+            Image.fromarray(np.broadcast_to(ramp, (112, 112, 3)).astype(np.uint8)).save(path, quality=95)
+            paths.append(path)
+    return paths
+
+
+def _targets(paths: list[Path], out: Path) -> np.ndarray:
+    vectors = np.random.default_rng(1).normal(size=(len(paths), 8)).astype(np.float32)
+    names = np.array([str(p.resolve()) for p in paths])
+    np.savez(out, plain=vectors, flipped=-vectors, detected=np.ones(len(paths), bool), names=names)
+    return vectors
+
+
+def test_copies_are_small_webp_at_the_size_and_targets_follow_the_folder(tmp_path: Path) -> None:
+    paths = _tree(tmp_path / "src")
+    vectors = _targets(paths, tmp_path / "t.npz")
+    copy = compact_tree(tmp_path / "src", tmp_path / "dst", size=64, targets=[tmp_path / "t.npz"], progress=False)
+    assert (copy.images, copy.identities) == (4, 2)
+    first = tmp_path / "dst" / "person0" / "person0_0.webp"
+    with Image.open(first) as img:
+        assert img.format == "WEBP" and img.size == (64, 64)
+    # the copy is the resized original, within WebP's error
+    original = np.asarray(Image.open(paths[0]).convert("RGB").resize((64, 64), Image.BILINEAR), dtype=float)
+    assert np.abs(np.asarray(Image.open(first).convert("RGB"), dtype=float) - original).mean() < 4
+    stored = np.load(copy.targets)
+    assert not any(Path(n).is_absolute() for n in stored["names"])
+    # moved elsewhere (another machine), the targets still name the copies where they now are
+    moved = tmp_path / "elsewhere"
+    shutil.move(tmp_path / "dst", moved)
+    table = load_targets(moved / TARGETS_FILE, flip=False)
+    assert sorted(table) == sorted(str(p.resolve()) for p in moved.rglob("*.webp"))
+    np.testing.assert_array_equal(table[str((moved / "person1" / "person1_1.webp").resolve())], vectors[3])
+    np.testing.assert_array_equal(
+        load_targets(moved / TARGETS_FILE)[str(first).replace("dst", "elsewhere")], -vectors[0]
+    )
+
+
+def test_unlabelled_faces_become_one_identity_each(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in _tree(tmp_path / "src"):
+        shutil.copy(path, flat / f"{path.stem}.jpg.chip.jpg")  # UTKFace's double suffix
+    copy = compact_tree(flat, tmp_path / "dst", one_identity_per_image=True, progress=False)
+    assert (copy.images, copy.identities, copy.targets) == (4, 4, None)
+    assert (tmp_path / "dst" / "person0_1" / "person0_1.webp").is_file()
+
+
+def test_an_image_without_a_teacher_embedding_is_named(tmp_path: Path) -> None:
+    paths = _tree(tmp_path / "src")
+    _targets(paths[:-1], tmp_path / "t.npz")
+    with pytest.raises(DataError, match=r"1 images of .* have no teacher embedding"):
+        compact_tree(tmp_path / "src", tmp_path / "dst", targets=[tmp_path / "t.npz"], progress=False)
+    assert not (tmp_path / "dst").exists()  # checked before anything is written
+
+
+def test_two_images_that_would_share_a_copy_are_an_error(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    path = _tree(tmp_path / "src", people=1, images=1)[0]
+    shutil.copy(path, flat / "a.jpg")
+    shutil.copy(path, flat / "a.png")
+    with pytest.raises(DataError, match="would both be copied to"):
+        compact_tree(flat, tmp_path / "dst", one_identity_per_image=True, progress=False)
