@@ -43,10 +43,11 @@ def write_json(path: str | Path, data: Any, indent: int = 2) -> Path:
     return write_text(path, json.dumps(data, indent=indent, default=_jsonable))
 
 
-def save_npz(path: str | Path, **arrays: Any) -> Path:
-    """`np.savez` of `arrays` to `path` (which should end in .npz: numpy adds it otherwise)."""
+def save_npz(path: str | Path, compressed: bool = False, **arrays: Any) -> Path:
+    """`np.savez` (or `np.savez_compressed`) of `arrays` to `path` (which should end in .npz:
+    numpy adds it otherwise)."""
     with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
+        (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
     return Path(path)
 
 

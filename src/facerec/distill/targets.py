@@ -70,7 +70,8 @@ def target_rows(files: list[Path], by_source: bool = False) -> dict[str, tuple[n
     table: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
     for file in files:
         data = np.load(file)
-        plain, flipped = data["plain"], data["flipped"]  # read each array once (an npz re-reads per access)
+        plain = data["plain"]  # read each array once (an npz re-reads per access)
+        flipped = data["flipped"] if "flipped" in data.files else plain  # one array: no mirror pass
         detected = data["detected"] if "detected" in data.files else np.ones(len(plain), dtype=bool)
         embedded = data["sources"] if by_source and "sources" in data.files else data["names"]
         for name, i in _rows_by_name(embedded.tolist(), Path(file).parent).items():
@@ -91,7 +92,8 @@ def load_targets(paths: str | Path | list[str] | list[Path], flip: bool = True) 
         if not path.is_file():
             raise DataError(f"teacher targets not found: {path} (make them with `facerec distill-targets`)")
         data = np.load(path)
-        vectors = data["flipped" if flip else "plain"]
+        # a file without `flipped` (a compact copy's, teacher run without a mirror pass) holds one array
+        vectors = data["flipped" if flip and "flipped" in data.files else "plain"]
         table.update({name: vectors[i] for name, i in _rows_by_name(data["names"].tolist(), path.parent).items()})
     return table
 
