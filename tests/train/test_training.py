@@ -45,6 +45,18 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     assert resumed["val_accuracy"] == pytest.approx(reference["val_accuracy"])
 
 
+def test_loader_workers_persist_across_epochs_and_change_nothing(tmp_path):
+    """Worker processes kept from epoch to epoch (and resumed mid-run) give the losses of a run
+    that loads every batch in the main process: each sample's augmentation follows its seed."""
+    Trainer(tiny(tmp_path / "main", "data.num_workers=0")).fit()
+    Trainer(tiny(tmp_path / "workers", "data.num_workers=2", "train.stop_after=6")).fit()
+    Trainer(tiny(tmp_path / "workers", "data.num_workers=2")).fit(resume=True)
+    expected, got = losses(tmp_path / "main"), losses(tmp_path / "workers")
+    assert sorted(got) == sorted(expected) == list(range(1, 13))  # three epochs of four steps
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6)
+
+
 def test_checkpoint_from_before_a_new_config_field_resumes(tmp_path):
     """A field added to the config since a checkpoint was written reads as its default."""
     import torch

@@ -36,6 +36,7 @@ class Trainer:
         self.out = Path(cfg.train.output_dir)
         self.step, self.epoch, self.batch_in_epoch, self.bad_steps = 0, 0, 0, 0
         self.resumed_at: int | None = None  # the checkpoint's step when this invocation resumed
+        self._loader: torch.utils.data.DataLoader | None = None  # made at the first epoch
 
     # ---- what callbacks read --------------------------------------------------------------
     @property
@@ -112,17 +113,24 @@ class Trainer:
             self._notify("on_epoch_end")
 
     def _epoch_loader(self) -> torch.utils.data.DataLoader:
-        """The loader over the rest of the current epoch. It gets its own generator: drawing its
-        base seed from the global RNG would make a loader created on resume shift the dropout
-        masks that follow."""
+        """The loader over the rest of the current epoch: the batch sampler, which this process
+        iterates afresh each epoch, starts at the position. The loader is made once, so its
+        workers persist across epochs (starting them anew each epoch took about a second, a
+        large share of a short epoch on a GPU); each sample's augmentation follows its own seed,
+        not the worker's. It gets its own generator: drawing its base seed from the global RNG
+        would make a loader created on resume shift the dropout masks that follow."""
         self.parts.sampler.set_position(self.epoch, self.batch_in_epoch)
-        return torch.utils.data.DataLoader(
-            self.train_set,
-            batch_sampler=self.parts.sampler,
-            num_workers=self.cfg.data.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(self.cfg.train.seed),
-        )
+        if self._loader is None:
+            workers = self.cfg.data.num_workers
+            self._loader = torch.utils.data.DataLoader(
+                self.train_set,
+                batch_sampler=self.parts.sampler,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+                pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(self.cfg.train.seed),
+            )
+        return self._loader
 
     def _set_train_mode(self) -> None:
         """Train mode, except BatchNorm layers whose parameters are all frozen keep their statistics."""
