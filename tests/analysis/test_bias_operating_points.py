@@ -89,3 +89,21 @@ def test_bias_report_holds_the_operating_points_beside_the_global_rates(tmp_path
             assert own["fnmr_at_global"] == pytest.approx(rates["fnmr"])
     table = (tmp_path / "operating_points.md").read_text()
     assert table.count("\n") == 2 + len(report["groups"]) and "| tight |" in table
+
+
+def test_faces_without_identity_labels_get_false_match_rates_only(tmp_path):
+    """Each face its own subject (a face set with attribute labels but no identities, e.g.
+    UTKFace): no similarity matrix or FNMR is measurable, and the per-group FMR at the global
+    threshold equals a loop over all pairs of distinct faces of the group."""
+    emb, _, grp = population(2)
+    ids = np.array([f"face{i}" for i in range(len(emb))])
+    report = bias.analyze(emb, ids, grp, tmp_path, target_fmr=0.02, components=3, n_boot=20, min_mated=20)
+    assert "not computed" in report["matrix_subjects"] and "clustering_index" not in report
+    assert not (tmp_path / "similarity_matrix.png").exists() and (tmp_path / "report.json").is_file()
+    t = report["threshold"]
+    for name in ("tight", "loose"):
+        members = np.flatnonzero(grp == name)
+        scores = [float(emb[i] @ emb[j]) for i, j in itertools.combinations(members, 2)]
+        assert report["groups"][name]["fmr"] == pytest.approx(sum(s >= t for s in scores) / len(scores))
+        assert report["groups"][name]["mated_pairs"] == 0 and isinstance(report["groups"][name]["fnmr"], str)
+    assert report["groups"]["tight"]["fmr"] > report["groups"]["loose"]["fmr"]

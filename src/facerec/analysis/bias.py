@@ -389,10 +389,6 @@ def analyze(
         raise DataError("no image has a group label: check the group table's keys (path, file name or identity)")
     emb, identities, groups = emb[labelled].astype(np.float64), identities[labelled], groups[labelled]
     by_subject = subject_groups(identities, groups)
-    matrix = subject_similarity(emb, identities, by_subject)
-    normalized = normalize_nonmated(matrix.scores)
-    coords, explained = principal_components(normalized, components)
-    index, within = clustering_index(coords, matrix.groups)
     codes = np.unique(identities, return_inverse=True)[1]
     threshold = impostor_threshold(emb, codes, target_fmr)
     subject_group = np.array([by_subject[str(i)] for i in identities])
@@ -401,6 +397,33 @@ def analyze(
     report = {
         "images": len(emb),
         "subjects": len(np.unique(identities)),
+        **matrix_analysis(emb, identities, by_subject, components, out, title),
+        **rates,
+        "operating_points": points,
+    }
+    plot_cross_fmr(rates, out / "cross_group_fmr.png", title)
+    write_json(out / "report.json", report)
+    write_text(out / "operating_points.md", operating_points_table(points) + "\n")
+    return report
+
+
+def matrix_analysis(
+    emb: np.ndarray, identities: np.ndarray, by_subject: dict[str, str], components: int, out: Path, title: str
+) -> dict[str, Any]:
+    """The subject similarity matrix, its PCA and clustering index (report entries and PNGs).
+    They need subjects with two images or more; a face set without identity labels (each face
+    its own subject, e.g. UTKFace) has none, and only its false-match rates are measurable:
+    the report then says so in `matrix_subjects`."""
+    counts = np.unique(identities, return_counts=True)[1]
+    if (counts >= 2).sum() < 2:
+        return {"matrix_subjects": "not computed: fewer than two subjects have two images (no mated pairs)"}
+    matrix = subject_similarity(emb, identities, by_subject)
+    normalized = normalize_nonmated(matrix.scores)
+    coords, explained = principal_components(normalized, components)
+    index, within = clustering_index(coords, matrix.groups)
+    plot_matrix(normalized, matrix.groups, out / "similarity_matrix.png", title)
+    plot_components(coords, matrix.groups, index, explained, out / "pca.png", title)
+    return {
         "matrix_subjects": {str(g): int((matrix.groups == g).sum()) for g in np.unique(matrix.groups)},
         "clustering_index": {
             "definition": "C_k = 1 - sum_D sum_(j in D) (x_j - mean_D)^2 / sum_j (x_j - mean)^2: 1 = all variance "
@@ -410,15 +433,7 @@ def analyze(
             "explained_variance": explained.tolist(),
         },
         "block_means": block_means(normalized, matrix.groups),
-        **rates,
-        "operating_points": points,
     }
-    plot_matrix(normalized, matrix.groups, out / "similarity_matrix.png", title)
-    plot_cross_fmr(rates, out / "cross_group_fmr.png", title)
-    plot_components(coords, matrix.groups, index, explained, out / "pca.png", title)
-    write_json(out / "report.json", report)
-    write_text(out / "operating_points.md", operating_points_table(points) + "\n")
-    return report
 
 
 def block_means(normalized: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, float]]:

@@ -54,8 +54,12 @@ def run_analyze_bias(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         min_mated=args.min_mated,
     )
-    ck = ", ".join(f"{c:.2f}" for c in report["clustering_index"]["C_k"][:5])
-    print(f"threshold {report['threshold']:.4f} at FMR {args.target_fmr:g}; clustering index C_1..5: {ck}")
+    if "clustering_index" in report:
+        ck = ", ".join(f"{c:.2f}" for c in report["clustering_index"]["C_k"][:5])
+        clustering = f"clustering index C_1..5: {ck}"
+    else:
+        clustering = f"similarity matrix {report['matrix_subjects']}"
+    print(f"threshold {report['threshold']:.4f} at FMR {args.target_fmr:g}; {clustering}")
     for name, g in report["groups"].items():
         fmr = g["fmr"] if isinstance(g["fmr"], str) else f"{g['fmr']:.2e} {g['ci']}"
         fnmr = g["fnmr"] if isinstance(g["fnmr"], str) else f"{g['fnmr']:.3f} {g['fnmr_ci']}"
