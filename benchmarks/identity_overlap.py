@@ -1,0 +1,85 @@
+"""How many faces of an evaluation set show people of a training set, estimated by a model.
+
+Near-duplicate search finds the same photo; this finds the same person in other photos. For each
+evaluation face, the highest cosine to any training face (the reference model's embeddings) is
+compared with the same statistic on a control set whose people are known to be absent from the
+training set (LFW fold 9 against LFW folds 0-8): evaluation faces above every control score very
+likely show a training person. Pairs of a pairs CSV-like set named iiii_0 / iiii_1 (CACD-VS) are
+counted when either face is above.
+
+    python benchmarks/identity_overlap.py --train data/dlib_lfw_0-8_t.npz data/dlib_lfw_rest_crops.npz \\
+        --eval runs/issue19/dlib/cacd/embeddings.npz --control runs/lfw_pipeline_dlib_mtcnn/embeddings.npz \\
+        --control-people data/lfw_people_9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+
+def unit_rows(files: list[str], people: set[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Flip-summed (else plain) embeddings and names of .npz files, L2-normalized; with
+    `people`, only the images in those identity folders."""
+    vectors, names = [], []
+    for file in files:
+        data = np.load(file)
+        rows = data["flipped"] if "flipped" in data.files else data["plain"]
+        keep = np.ones(len(rows), bool)
+        if people is not None:
+            keep = np.array([Path(str(n)).parent.name in people for n in data["names"]])
+        vectors.append(rows[keep].astype(np.float64))
+        names.extend(str(n) for n in data["names"][keep])
+    v = np.concatenate(vectors)
+    return v / np.linalg.norm(v, axis=1, keepdims=True), np.array(names)
+
+
+def nearest(queries: np.ndarray, train: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    return np.concatenate([(queries[i : i + chunk] @ train.T).max(1) for i in range(0, len(queries), chunk)])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", nargs="+", required=True, help="embeddings .npz of the training faces")
+    p.add_argument("--eval", nargs="+", required=True, help="embeddings .npz of the evaluation faces")
+    p.add_argument("--control", nargs="+", required=True, help="embeddings .npz holding the control faces")
+    p.add_argument("--control-people", required=True, help="folder whose subfolder names are the control people")
+    p.add_argument("--out", help="report .json")
+    args = p.parse_args()
+    train, _ = unit_rows(args.train)
+    control, _ = unit_rows(args.control, {d.name for d in Path(args.control_people).iterdir()})
+    faces, names = unit_rows(args.eval)
+    control_best, eval_best = nearest(control, train), nearest(faces, train)
+    report: dict = {"train_faces": len(train), "control_faces": len(control), "eval_faces": len(faces), "levels": []}
+    for q in (0.99, 0.999, 1.0):
+        t = float(np.quantile(control_best, q))
+        above = eval_best > t
+        report["levels"].append(
+            {
+                "control_quantile": q,
+                "threshold": t,
+                "control_above": float((control_best > t).mean()),
+                "eval_above": float(above.mean()),
+                "eval_faces_above": int(above.sum()),
+            }
+        )
+    t = float(control_best.max())
+    pairs: dict[str, bool] = {}
+    for name, hit in zip(names, eval_best > t, strict=True):
+        match = re.match(r"(\d+)_[01]\.", Path(name).name)
+        if match:
+            pairs[match.group(1)] = pairs.get(match.group(1), False) or bool(hit)
+    if pairs:
+        report["pairs"] = len(pairs)
+        report["pairs_touching_training_people"] = sum(pairs.values())
+    print(json.dumps(report, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
