@@ -13,7 +13,7 @@ LFW=${LFW:-../shared/data/lfw}
 SETS=${SETS:-lfw9 lfw9_xpose celeba_xpose cacd fgnet bias_gender utk_gender utk_race}
 run() {  # set name, model, folder
     local set=$1 model=$2 out=$3/$1
-    [ -f "$out/report.json" ] && return 0
+    [ -f "$out/report.json" ] && { echo "$out: measured before, kept"; return 0; }
     case $set in
         lfw9) facerec eval lfw --root "$LFW" --folds 9 --model "$model" --pose data/lfw_mtcnn112/pose.tsv --out "$out" ;;
         lfw9_xpose) facerec eval pairs runs/pose/lfw9_cross_pose.csv --model "$model" --detector none \
