@@ -5,9 +5,15 @@
 #     budget (a cosine schedule needs its length up front);
 #  2. the training-throughput table (iResNet-50 and MobileFaceNet at 112 px, bf16);
 #  3. Partial FC at 1M and 10M classes, sampled (rate 0.1) against dense (rate 1.0).
-# Needs the compact training trees (data/gpu, made by scripts/prepare_gpu_data.sh) and runs
-# from the repository root with the package importable:
-#   PYTHONPATH=src WORK=runs/gpu OUT=/tmp/back BUDGET=330 scripts/gpu_default_model.sh
+# Needs the compact training trees (data/gpu, made by scripts/prepare_gpu_data.sh, which also packs
+# them into data/gpu_pack/gpu.tar.gz to travel) and runs from the repository root with the
+# package importable. The run behind docs/benchmarks.md, on the GPU machine:
+#   tar -xzf data/gpu_pack/gpu.tar.gz -C data
+#   PYTHONPATH=$PWD/src WORK=/tmp/work OUT=/tmp/back BUDGET=300 DEADLINE=520 scripts/gpu_default_model.sh
+# and right after it the second stage of the two best students (the shipped fast model is
+# s2_warm_w10), each with: python -m facerec.cli train default_model_gpu --output-dir /tmp/work/s2_NAME
+#   --set train.init_from=/tmp/work/NAME/model.pt --set optim.lr=0.05 --set schedule.warmup_steps=100
+#   --set train.max_steps=1700 --set data.num_workers=7 [--set backbone.options.width_mult=1.5]
 # WORK holds the runs; OUT receives the three model files and one results.tar.gz (logs,
 # metrics, reports) and nothing else.
 # On a CPU, for a dry run of the same steps: DEVICE=cpu BUDGET=20 PROBE=4 SKIP_TABLES=1 ...
