@@ -241,3 +241,22 @@ def near_copy(image: np.ndarray, shift: int = 0) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(shifted).save(buffer, format="JPEG", quality=70)
     return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+# ---- distillation: a tiny teacher and its targets ------------------------------------------------
+def tiny_teacher_targets(faces: Path, where: Path) -> tuple[Path, Path]:
+    """A tiny random teacher (12-d, 16 px input) exported to where/teacher.pt, and its targets
+    for the tree `faces` made by `facerec distill-targets` (where/targets.npz)."""
+    from dataclasses import asdict
+
+    from facerec.cli import main
+    from facerec.config import BackboneConfig
+    from facerec.models import build_backbone
+    from facerec.models.io import export_model
+
+    cfg = BackboneConfig("lowres_irse8", 12, 16, options={"widths": [8, 8, 8, 8], "se": False})
+    teacher = export_model(where / "teacher.pt", build_backbone(cfg.name, 12, 16, cfg.options), asdict(cfg))
+    targets = where / "targets.npz"
+    args = ["distill-targets", str(faces), "--teacher", str(teacher), "--detector", "none", "--out", str(targets)]
+    assert main(args) == 0
+    return teacher, targets

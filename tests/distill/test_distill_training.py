@@ -4,7 +4,6 @@ a student that moves towards the teacher."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import tiny_teacher_targets
 from facerec.cli import main
-from facerec.config import BackboneConfig, load_config
+from facerec.config import load_config
 from facerec.distill.targets import load_targets
 from facerec.errors import ConfigError, DataError
-from facerec.models import build_backbone
-from facerec.models.io import export_model
 from facerec.train import Trainer
 from facerec.train.logger import read_metrics
 
@@ -32,11 +30,7 @@ def tree_and_teacher(tmp_path):
         for i in range(4):
             image = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
             Image.fromarray(image).save(folder / f"{i}.png")
-    cfg = BackboneConfig("lowres_irse8", 12, 16, options={"widths": [8, 8, 8, 8], "se": False})
-    teacher = export_model(tmp_path / "teacher.pt", build_backbone(cfg.name, 12, 16, cfg.options), asdict(cfg))
-    targets = tmp_path / "targets.npz"
-    args = ["distill-targets", str(tmp_path / "faces"), "--teacher", str(teacher), "--detector", "none"]
-    assert main([*args, "--out", str(targets)]) == 0
+    _, targets = tiny_teacher_targets(tmp_path / "faces", tmp_path)
     return tmp_path / "faces", targets
 
 

@@ -3,7 +3,6 @@ sees the turned face while its target stays the teacher's embedding of the image
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from facerec.cli import main
-from facerec.config import BackboneConfig, load_config
+from conftest import tiny_teacher_targets
+from facerec.config import load_config
 from facerec.core.geometry import ARCFACE_112
 from facerec.data.transforms import resize, to_tensor
 from facerec.distill.targets import load_targets
 from facerec.errors import ConfigError
-from facerec.models import build_backbone
-from facerec.models.io import export_model
 from facerec.train import Trainer
 from facerec.train.logger import read_metrics
 
@@ -40,11 +37,7 @@ def posed_tree_and_teacher(tmp_path):
             Image.fromarray(coarse).resize((SIDE, SIDE), Image.BICUBIC).save(faces / f"p{person}" / f"{i}.png")
             lines.append(f"p{person}/{i}.png\t0\t0\t0\t{marks}")
     (faces / "pose.tsv").write_text("\n".join(lines) + "\n")
-    cfg = BackboneConfig("lowres_irse8", 12, 16, options={"widths": [8, 8, 8, 8], "se": False})
-    teacher = export_model(tmp_path / "teacher.pt", build_backbone(cfg.name, 12, 16, cfg.options), asdict(cfg))
-    targets = tmp_path / "targets.npz"
-    args = ["distill-targets", str(faces), "--teacher", str(teacher), "--detector", "none"]
-    assert main([*args, "--out", str(targets)]) == 0
+    teacher, targets = tiny_teacher_targets(faces, tmp_path)
     return faces, targets, teacher
 
 
