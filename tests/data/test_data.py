@@ -182,6 +182,34 @@ def test_random_similarity_stays_within_its_bounds():
         assert np.all(np.abs(m @ center - center[:2]) <= 0.05 * 64 + 1e-9)  # the center moves by the shift only
 
 
+def test_small_scale_jitter_skips_the_supersampling_and_stays_close_to_it():
+    """Scale jitter of a few percent is sampled plainly: equal to the antialiased warp where the
+    sampled scale enlarges (no supersampling there anyway), within a grey level or two where it
+    shrinks; larger scale jitter keeps the antialiasing."""
+    from facerec.core.geometry import warp_affine
+
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    image = np.asarray(Image.fromarray(coarse).resize((64, 64), Image.BICUBIC))
+    cfg = AugmentConfig(flip=False, shift=0.03, rotate=5, scale=0.05)
+    shrinks = 0
+    for seed in range(20):
+        out = jitter_geometry(image, cfg, np.random.default_rng(seed))
+        m = random_similarity(64, 0.03, 5, 0.05, np.random.default_rng(seed))
+        smooth = warp_affine(image, m, (64, 64))
+        if np.linalg.det(m[:, :2]) >= 1:
+            np.testing.assert_array_equal(out, smooth)
+        else:
+            shrinks += 1
+            assert np.abs(out.astype(float) - smooth).mean() < 3
+    assert shrinks > 0
+    wide = AugmentConfig(flip=False, scale=0.4)
+    for seed in range(5):
+        m = random_similarity(64, 0.0, 0.0, 0.4, np.random.default_rng(seed))
+        out = jitter_geometry(image, wide, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out, warp_affine(image, m, (64, 64)))
+
+
 def test_geometric_jitter_moves_a_dot_where_its_matrix_says():
     image = np.zeros((64, 64, 3), dtype=np.uint8)
     image[20:23, 40:43] = 255  # a 3x3 dot centered at (x=41, y=21)
