@@ -56,7 +56,7 @@ def test_copies_are_small_webp_at_the_size_and_targets_follow_the_folder(tmp_pat
     assert sorted(table) == sorted(str(p.resolve()) for p in moved.rglob("*.webp"))
     # half precision: 3 significant digits
     np.testing.assert_allclose(table[str((moved / "person1" / "person1_1.webp").resolve())], vectors[3], rtol=1e-3)
-    flipped = load_targets(moved / TARGETS_FILE)[str(first).replace("dst", "elsewhere")]
+    flipped = load_targets(moved / TARGETS_FILE)[str((moved / "person0" / "person0_0.webp").resolve())]
     np.testing.assert_allclose(flipped, -vectors[0], rtol=1e-3)
 
 
@@ -92,7 +92,37 @@ def test_targets_without_a_mirror_pass_are_stored_once(tmp_path: Path) -> None:
     paths = _tree(tmp_path / "src")
     vectors = _targets(paths, tmp_path / "t.npz", mirrored=False)
     copy = compact_tree(tmp_path / "src", tmp_path / "dst", targets=[tmp_path / "t.npz"], progress=False)
-    assert np.load(copy.targets).files == ["plain", "detected", "names"]
+    assert np.load(copy.targets).files == ["plain", "detected", "names", "names_relative_to_file"]
     key = str((tmp_path / "dst" / "person0" / "person0_1.webp").resolve())
     for flip in (True, False):  # training asks for the flip-summed array: the one array stands for it
         np.testing.assert_allclose(load_targets(copy.targets, flip=flip)[key], vectors[1], rtol=1e-3)
+
+
+def test_relative_names_of_other_files_stay_relative_to_the_working_directory(tmp_path: Path, monkeypatch) -> None:
+    """Only a compact copy's targets name images relative to their own folder; a targets or eval
+    file written with relative paths (e.g. for `distill-targets --reuse`) keeps meaning the
+    working directory, as before."""
+    paths = _tree(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    vectors = np.ones((len(paths), 4), np.float32)
+    names = np.array([str(p.relative_to(tmp_path)) for p in paths])  # src/person0/person0_0.jpg ...
+    (tmp_path / "runs").mkdir()
+    np.savez(tmp_path / "runs" / "t.npz", plain=vectors, names=names)
+    assert sorted(load_targets(tmp_path / "runs" / "t.npz")) == sorted(str(p.resolve()) for p in paths)
+
+
+def test_bad_targets_and_options_are_clear_errors(tmp_path: Path) -> None:
+    _tree(tmp_path / "src")
+    with pytest.raises(DataError, match="teacher targets not found"):
+        compact_tree(tmp_path / "src", tmp_path / "a", targets=[tmp_path / "missing.npz"], progress=False)
+    np.savez(tmp_path / "odd.npz", vectors=np.zeros((1, 4)))
+    with pytest.raises(DataError, match="not a teacher-targets file"):
+        compact_tree(tmp_path / "src", tmp_path / "b", targets=[tmp_path / "odd.npz"], progress=False)
+    np.savez(tmp_path / "empty.npz", plain=np.zeros((0, 4)), names=np.array([], dtype=str))
+    with pytest.raises(DataError, match=r"4 images of .* have no teacher embedding"):
+        compact_tree(tmp_path / "src", tmp_path / "c", targets=[tmp_path / "empty.npz"], progress=False)
+    with pytest.raises(DataError, match="size of at least 1 px"):
+        compact_tree(tmp_path / "src", tmp_path / "d", size=0, progress=False)
+    compact_tree(tmp_path / "src", tmp_path / "e", progress=False)
+    with pytest.raises(DataError, match="exists and is not empty"):
+        compact_tree(tmp_path / "src", tmp_path / "e", progress=False)

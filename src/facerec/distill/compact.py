@@ -19,7 +19,7 @@ from PIL import Image
 from facerec.core.files import save_npz
 from facerec.core.images import decode_image, identity_tree, images_under
 from facerec.data.transforms import resize
-from facerec.distill.targets import target_rows
+from facerec.distill.targets import RELATIVE_NAMES, target_rows
 from facerec.errors import DataError
 
 TARGETS_FILE = "targets.npz"
@@ -48,9 +48,13 @@ def compact_tree(
     of the teacher's embeddings of src's images), `dst/targets.npz` holds those of the copies."""
     from tqdm import tqdm
 
+    if size < 1 or not 1 <= quality <= 100:
+        raise DataError(f"compact needs a size of at least 1 px and a quality in 1-100, got {size} and {quality}")
+    if Path(dst).exists() and any(Path(dst).iterdir()):
+        raise DataError(f"{dst} exists and is not empty: remove it (a copy is written whole) or name another")
     pairs = _planned_copies(Path(src), Path(dst), one_identity_per_image)
-    table = target_rows(targets or [])
-    missing = [s for s, _ in pairs if table and str(s.resolve()) not in table]
+    table = target_rows(targets) if targets else None
+    missing = [s for s, _ in pairs if table is not None and str(s.resolve()) not in table]
     if missing:
         raise DataError(f"{len(missing)} images of {src} have no teacher embedding (first: {missing[0]})")
     total = 0
@@ -58,7 +62,7 @@ def compact_tree(
         copy.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(resize(decode_image(source), size)).save(copy, "WEBP", quality=quality, method=4)
         total += copy.stat().st_size
-    targets_path = _write_targets(Path(dst), pairs, table) if table else None
+    targets_path = _write_targets(Path(dst), pairs, table) if table is not None else None
     identities = len({copy.parent for _, copy in pairs})
     return CompactCopy(Path(dst), len(pairs), identities, total, targets_path)
 
@@ -95,4 +99,5 @@ def _write_targets(dst: Path, pairs: list[tuple[Path, Path]], table: dict) -> Pa
         **arrays,
         detected=np.array([r[2] for r in rows]),
         names=np.array([str(copy.relative_to(dst)) for _, copy in pairs]),
+        **{RELATIVE_NAMES: np.array(True)},
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,19 +70,34 @@ def target_rows(files: list[Path], by_source: bool = False) -> dict[str, tuple[n
     them (what the teacher embedded). Files without `detected` count every face as detected."""
     table: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
     for file in files:
-        data = np.load(file)
+        data = _open_targets(Path(file))
         plain = data["plain"]  # read each array once (an npz re-reads per access)
         flipped = data["flipped"] if "flipped" in data.files else plain  # one array: no mirror pass
         detected = data["detected"] if "detected" in data.files else np.ones(len(plain), dtype=bool)
-        embedded = data["sources"] if by_source and "sources" in data.files else data["names"]
-        for name, i in _rows_by_name(embedded.tolist(), Path(file).parent).items():
+        by_sources = by_source and "sources" in data.files
+        embedded = data["sources"] if by_sources else data["names"]
+        for name, i in _rows_by_name(embedded.tolist(), Path(file), data, by_sources).items():
             table[name] = (plain[i].copy(), flipped[i].copy(), bool(detected[i]))
     return table
 
 
-def _rows_by_name(names: list[str], base: Path) -> dict[str, int]:
-    """`facerec.pipeline.rows_by_path`, with relative names taken relative to `base` (the .npz's folder: a
-    compact copy's targets travel with its images)."""
+# Marks a targets file whose `names` are relative to its own folder (`facerec compact`: the copy
+# travels with its images); other files' relative names are relative to the working directory.
+RELATIVE_NAMES = "names_relative_to_file"
+
+
+def _open_targets(path: Path) -> Any:
+    if not path.is_file():
+        raise DataError(f"teacher targets not found: {path} (make them with `facerec distill-targets`)")
+    data = np.load(path)
+    if "plain" not in data.files or "names" not in data.files:
+        raise DataError(f"{path} is not a teacher-targets file: it needs 'plain' and 'names' arrays")
+    return data
+
+
+def _rows_by_name(names: list[str], path: Path, data: Any, by_sources: bool = False) -> dict[str, int]:
+    """`facerec.pipeline.rows_by_path`; a compact copy's `names` are relative to its file's folder."""
+    base = path.parent if RELATIVE_NAMES in data.files and not by_sources else Path()
     return {str((base / name).resolve()): i for i, name in enumerate(names)}
 
 
@@ -89,12 +105,10 @@ def load_targets(paths: str | Path | list[str] | list[Path], flip: bool = True) 
     """Resolved image path -> teacher embedding, from one .npz or several (one per tree)."""
     table: dict[str, np.ndarray] = {}
     for path in map(Path, paths if isinstance(paths, list) else [paths]):
-        if not path.is_file():
-            raise DataError(f"teacher targets not found: {path} (make them with `facerec distill-targets`)")
-        data = np.load(path)
+        data = _open_targets(path)
         # a file without `flipped` (a compact copy's, teacher run without a mirror pass) holds one array
         vectors = data["flipped" if flip and "flipped" in data.files else "plain"]
-        table.update({name: vectors[i] for name, i in _rows_by_name(data["names"].tolist(), path.parent).items()})
+        table.update({name: vectors[i] for name, i in _rows_by_name(data["names"].tolist(), path, data).items()})
     return table
 
 
