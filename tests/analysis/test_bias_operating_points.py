@@ -107,3 +107,7 @@ def test_faces_without_identity_labels_get_false_match_rates_only(tmp_path):
         assert report["groups"][name]["fmr"] == pytest.approx(sum(s >= t for s in scores) / len(scores))
         assert report["groups"][name]["mated_pairs"] == 0 and isinstance(report["groups"][name]["fnmr"], str)
     assert report["groups"]["tight"]["fmr"] > report["groups"]["loose"]["fmr"]
+    # two subjects with two faces give a single non-mated score: still no matrix, and no crash
+    ids[:2], ids[2:4] = "a", "b"
+    report = bias.analyze(emb, ids, grp, tmp_path / "two", target_fmr=0.02, components=3, n_boot=20)
+    assert "not computed" in report["matrix_subjects"]

@@ -45,9 +45,20 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     assert resumed["val_accuracy"] == pytest.approx(reference["val_accuracy"])
 
 
-def test_loader_workers_persist_across_epochs_and_change_nothing(tmp_path):
+def test_loader_workers_persist_across_epochs_and_change_nothing(tmp_path, monkeypatch):
     """Worker processes kept from epoch to epoch (and resumed mid-run) give the losses of a run
     that loads every batch in the main process: each sample's augmentation follows its seed."""
+    made = []
+    original_init = torch.utils.data.DataLoader.__init__
+
+    def counting_init(self, *args, **kwargs):
+        made.append(kwargs.get("persistent_workers"))
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__init__", counting_init)
+    Trainer(tiny(tmp_path / "once", "data.num_workers=2", "data.val_identities=0")).fit()
+    assert made == [True]  # one loader for all three epochs, its workers kept
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__init__", original_init)
     Trainer(tiny(tmp_path / "main", "data.num_workers=0")).fit()
     Trainer(tiny(tmp_path / "workers", "data.num_workers=2", "train.stop_after=6")).fit()
     Trainer(tiny(tmp_path / "workers", "data.num_workers=2")).fit(resume=True)

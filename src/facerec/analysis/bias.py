@@ -415,8 +415,8 @@ def matrix_analysis(
     its own subject, e.g. UTKFace) has none, and only its false-match rates are measurable:
     the report then says so in `matrix_subjects`."""
     counts = np.unique(identities, return_counts=True)[1]
-    if (counts >= 2).sum() < 2:
-        return {"matrix_subjects": "not computed: fewer than two subjects have two images (no mated pairs)"}
+    if (counts >= 2).sum() < 3:  # two subjects give one non-mated score: nothing to normalize by
+        return {"matrix_subjects": "not computed: fewer than three subjects have two images or more"}
     matrix = subject_similarity(emb, identities, by_subject)
     normalized = normalize_nonmated(matrix.scores)
     coords, explained = principal_components(normalized, components)

@@ -90,6 +90,7 @@ class Trainer:
             self._notify("on_train_end", results)
             self._notify("on_end", results)
         finally:
+            self._loader = None  # its persistent workers end with it
             self._notify("on_close")
         if self.dist.distributed:
             torch.distributed.barrier()
