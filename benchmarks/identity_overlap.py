@@ -52,6 +52,11 @@ def rescore(embeddings: str, touched: dict[str, bool], folds: int = 10) -> dict[
     person. Pair i is iiii_0 / iiii_1; each fold is 400 consecutive pairs, the first 200 genuine."""
     data = np.load(embeddings)
     rows = {Path(str(n)).name: i for i, n in enumerate(data["names"])}
+    wanted = [f"{i:04d}_{side}.jpg" for i in range(len(touched)) for side in (0, 1)]
+    if len(touched) % folds or any(name not in rows for name in wanted):
+        raise SystemExit(
+            f"identity_overlap: {embeddings} does not hold CACD-VS pairs 0000_0/0000_1 ... in {folds} folds"
+        )
     vectors = data["flipped"] / np.linalg.norm(data["flipped"], axis=1, keepdims=True)
     count = len(touched)
     index = np.arange(count)
@@ -76,7 +81,11 @@ def main() -> None:
     p.add_argument("--out", help="report .json")
     args = p.parse_args()
     train, _ = unit_rows(args.train)
+    if not Path(args.control_people).is_dir():
+        raise SystemExit(f"identity_overlap: --control-people {args.control_people} is not a folder")
     control, _ = unit_rows(args.control, {d.name for d in Path(args.control_people).iterdir()})
+    if len(control) == 0:
+        raise SystemExit("identity_overlap: no control face is in a --control-people folder (names differ?)")
     faces, names = unit_rows(args.eval)
     control_best, eval_best = nearest(control, train), nearest(faces, train)
     report: dict = {"train_faces": len(train), "control_faces": len(control), "eval_faces": len(faces), "levels": []}

@@ -63,9 +63,10 @@ def bias_cells(rep: dict | None, groups: list[str]) -> list[str]:
     """FMR of each group at the global threshold, and the largest over the smallest."""
     if rep is None:
         return ["-"] * (len(groups) + 1)
-    fmr = {g: rep["groups"][g]["fmr"] for g in groups if g in rep["groups"]}
-    ratio = max(fmr.values()) / max(min(fmr.values()), 1e-12) if fmr else float("nan")
-    return [f"{fmr[g]:.2e}" if g in fmr else "-" for g in groups] + [f"{ratio:.1f}x"]
+    given = {g: rep["groups"][g]["fmr"] for g in groups if g in rep["groups"]}
+    fmr = {g: v for g, v in given.items() if isinstance(v, float)}  # else "too few impostor pairs ..."
+    ratio = f"{max(fmr.values()) / max(min(fmr.values()), 1e-12):.1f}x" if len(fmr) > 1 else "-"
+    return [f"{fmr[g]:.2e}" if g in fmr else str(given.get(g, "-")) for g in groups] + [ratio]
 
 
 def main() -> None:

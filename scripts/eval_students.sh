@@ -35,6 +35,7 @@ for spec in "$@"; do
     name=${spec%%=*} model=${spec#*=}
     for set in $SETS; do
         echo "== $name: $set"
-        run "$set" "$model" "runs/issue19/eval/$name" 2>&1 | grep -v "img/s\|it/s" | tail -3 || echo "$name: $set failed"
+        run "$set" "$model" "runs/issue19/eval/$name" 2>&1 | { grep -v "img/s\|it/s" || true; } | tail -3 \
+            || echo "$name: $set failed"
     done
 done

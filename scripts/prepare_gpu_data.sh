@@ -10,6 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
+for input in data/clean/lfw_people_0-8 data/clean/celeba data/clean/utkface data/lfw_people_0-8 \
+    data/lfw_people_0-8_t data/dlib_lfw_0-8_t.npz data/celeba_tree data/celeba_mtcnn112 data/sources/identity_CelebA.txt; do
+    [ -e "$input" ] || { echo "missing input: $input (see the header and docs/benchmarks.md)" >&2; exit 2; }
+done
 teacher() {  # tree, out: the dlib reference's embedding of each aligned crop, no mirror pass
     [ -f "$2" ] || facerec distill-targets "$1" --out "$2" --detector none --no-mirror --device cpu
 }
@@ -24,9 +28,9 @@ links() {  # src dst names...: dst/<name> copies of src/<name> (identity folders
 # (the cross-pose set below); the other 200 train, less two identities found to be the same
 # person as held-out ones (identical photos under other numbers: 7312 = 7314/7317/7320,
 # 7393 = 7392; `facerec data near-duplicates data/celeba_train data/celeba_heldout`).
-ls data/clean/celeba | awk '$1 % 3 == 0' >data/celeba_heldout_people.txt
+ls data/clean/celeba | awk '/^[0-9]+$/ && $1 % 3 == 0' >data/celeba_heldout_people.txt
 links data/clean/celeba data/celeba_heldout $(cat data/celeba_heldout_people.txt)
-links data/clean/celeba data/celeba_train $(ls data/clean/celeba | awk '$1 % 3 != 0 && $1 != 7312 && $1 != 7393')
+links data/clean/celeba data/celeba_train $(ls data/clean/celeba | awk '/^[0-9]+$/ && $1 % 3 != 0 && $1 != 7312 && $1 != 7393')
 facerec data cross-pose-pairs data/celeba_mtcnn112 --out runs/pose/celeba_heldout_cross_pose.csv \
     --labels data/sources/identity_CelebA.txt --people data/celeba_heldout_people.txt \
     --min-yaw-diff 25 --per-person 10 --tolerance 2.5 --seed 0
@@ -66,10 +70,12 @@ teacher data/utk_shard_a data/dlib_utk_a_crops.npz
 teacher data/utk_shard_b data/dlib_utk_b_crops.npz
 
 # The compact copies, each with its targets.npz
-[ -d data/gpu/lfw_people_0-8 ] || facerec compact data/clean/lfw_people_0-8 data/gpu/lfw_people_0-8 \
+# a copy counts as made once its targets.npz is written (compact refuses a non-empty folder:
+# remove a half-written one by hand)
+[ -f data/gpu/lfw_people_0-8/targets.npz ] || facerec compact data/clean/lfw_people_0-8 data/gpu/lfw_people_0-8 \
     --targets data/dlib_lfw_0-8_t.npz data/dlib_lfw_rest_crops.npz
-[ -d data/gpu/celeba ] || facerec compact data/celeba_train data/gpu/celeba --targets data/dlib_celeba_crops.npz
-[ -d data/gpu/utkface ] || facerec compact data/utk_train data/gpu/utkface --one-identity-per-image --quality 85 \
+[ -f data/gpu/celeba/targets.npz ] || facerec compact data/celeba_train data/gpu/celeba --targets data/dlib_celeba_crops.npz
+[ -f data/gpu/utkface/targets.npz ] || facerec compact data/utk_train data/gpu/utkface --one-identity-per-image --quality 85 \
     --targets data/dlib_utk_a_crops.npz data/dlib_utk_b_crops.npz
 # what travels with the repository to a GPU machine: one archive (36,000 small files and 26,000
 # folders would count as far more than their 43 MiB of bytes)
