@@ -3,7 +3,8 @@
 Measures the full step the training loop runs (forward under autocast at `--precision`, margin
 head in fp32, backward, SGD with momentum and weight decay); data loading is excluded. Prints a
 Markdown table with, per backbone: images/s, the model FLOPs of one training step per image
-(3x the forward's multiply-adds x 2, counted by torch's FLOP counter), the achieved TFLOP/s and
+of the backbone (3x the forward's multiply-adds x 2, counted by torch's FLOP counter; the
+head's 512 x classes product is left out), the achieved TFLOP/s and
 its share of `--peak-tflops` (the device's measured dense matrix rate), and on CUDA the peak
 memory allocated. `--json` writes the rows too.
 
@@ -101,11 +102,13 @@ def main() -> None:
     p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=sorted(DTYPES))
+    p.add_argument("--precision", default="fp32", choices=sorted(DTYPES), help="fp16 runs without loss scaling")
     p.add_argument("--channels-last", action="store_true", help="NHWC tensors (faster convolutions on GPUs)")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="the device's dense matrix rate, for the share")
     p.add_argument("--json", help="write the rows here too")
     args = p.parse_args()
+    if args.steps < 1:
+        p.error("--steps must be at least 1")
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
