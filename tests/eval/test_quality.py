@@ -233,6 +233,7 @@ def test_degraded_lfw_faces_score_lower_than_clean_ones():
 
     pipeline = RecognitionPipeline.load("fast", detector="mtcnn", device="cpu")
     names = [("George_W_Bush", 1), ("Jennifer_Lopez", 1), ("Colin_Powell", 1), ("Serena_Williams", 1)]
+    names += [("Tony_Blair", 1), ("Hugo_Chavez", 1), ("Gloria_Macapagal_Arroyo", 1), ("Ariel_Sharon", 1)]
     paths = [LFW / "images" / name / f"{name}_{number:04d}.jpg" for name, number in names]
     clean = torch.stack([to_tensor(pipeline.align(path).crop) for path in paths])
     size = clean.shape[-1]
@@ -244,7 +245,8 @@ def test_degraded_lfw_faces_score_lower_than_clean_ones():
         "blur": F.avg_pool2d(F.pad(clean, (3, 3, 3, 3), mode="replicate"), 7, stride=1),
     }.items():
         worse = scorer(pipeline, faces)
-        assert worse.mean() < base.mean() and (worse < base).sum() >= 2, f"{kind}: {worse} against {base}"
+        # on these 8 faces: noise lowers 6, blur 7 (the first fast model: 8 and 8)
+        assert worse.mean() < base.mean() and (worse < base).sum() >= 6, f"{kind}: {worse} against {base}"
     small = F.interpolate(clean, size=(8, 8), mode="bilinear", antialias=True)
     tiny = scorer(pipeline, F.interpolate(small, size=(size, size), mode="bilinear"))
     assert tiny.mean() < base.mean()
