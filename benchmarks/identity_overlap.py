@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facerec.eval.cross_age import cacd_vs_labels
 from facerec.eval.verification import kfold_accuracy
 
 
@@ -58,11 +59,9 @@ def rescore(embeddings: str, touched: dict[str, bool], folds: int = 10) -> dict[
             f"identity_overlap: {embeddings} does not hold CACD-VS pairs 0000_0/0000_1 ... in {folds} folds"
         )
     vectors = data["flipped"] / np.linalg.norm(data["flipped"], axis=1, keepdims=True)
-    count = len(touched)
-    index = np.arange(count)
-    per_fold = count // folds
+    index = np.arange(len(touched))
     scores = np.array([vectors[rows[f"{i:04d}_0.jpg"]] @ vectors[rows[f"{i:04d}_1.jpg"]] for i in index])
-    same, fold = index % per_fold < per_fold // 2, index // per_fold
+    same, fold = cacd_vs_labels(len(touched), folds)
     clean = ~np.array([touched[f"{i:04d}"] for i in index])
     return {
         "all_pairs": kfold_accuracy(scores, same, fold).accuracy,

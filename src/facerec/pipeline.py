@@ -187,9 +187,10 @@ class RecognitionPipeline:
         resized for a model on that template, warped onto any other (dlib's 150 px chip reaches
         past the crop's lower edge: the crop's border rows are repeated there, not left black)."""
         size = self.model.input_size
-        if np.allclose(self.model.template, arcface_template(size), atol=0.5) or crop.shape[0] != crop.shape[1]:
+        on_arcface = np.allclose(self.model.template, arcface_template(size), atol=0.5)
+        if on_arcface or crop.shape[0] != crop.shape[1]:
             crop = resize(crop, size)  # a crop that is not square is taken as the template's square, as ever
-        if np.allclose(self.model.template, arcface_template(size), atol=0.5):
+        if on_arcface:
             return crop
         pad = crop.shape[1] // 4
         padded = np.pad(crop, ((pad, pad), (pad, pad), (0, 0)), mode="edge")

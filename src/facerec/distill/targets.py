@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from facerec.errors import DataError
-from facerec.pipeline import Embeddings, RecognitionPipeline
+from facerec.pipeline import Embeddings, RecognitionPipeline, rows_by_path
 
 
 def write_targets(
@@ -97,8 +97,9 @@ def _open_targets(path: Path) -> Any:
 
 def _rows_by_name(names: list[str], path: Path, data: Any, by_sources: bool = False) -> dict[str, int]:
     """`facerec.pipeline.rows_by_path`; a compact copy's `names` are relative to its file's folder."""
-    base = path.parent if RELATIVE_NAMES in data.files and not by_sources else Path()
-    return {str((base / name).resolve()): i for i, name in enumerate(names)}
+    if RELATIVE_NAMES in data.files and not by_sources:
+        return rows_by_path([str(path.parent / name) for name in names])
+    return rows_by_path(names)
 
 
 def load_targets(paths: str | Path | list[str] | list[Path], flip: bool = True) -> dict[str, np.ndarray]:

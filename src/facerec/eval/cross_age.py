@@ -37,7 +37,6 @@ def cacd_vs_pairs(root: str | Path, pairs: int = CACD_PAIRS, folds: int = CACD_F
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"CACD-VS folder not found: {root}")
-    per_fold = pairs // folds
     paths = [root / f"{i:04d}_{side}.jpg" for side in (0, 1) for i in range(pairs)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
@@ -46,8 +45,15 @@ def cacd_vs_pairs(root: str | Path, pairs: int = CACD_PAIRS, folds: int = CACD_F
             "pair i is iiii_0.jpg / iiii_1.jpg"
         )
     index = np.arange(pairs)
-    same = index % per_fold < per_fold // 2  # the first half of each fold is genuine
-    return PairSet(index, index + pairs, same, index // per_fold, paths, [p.name for p in paths])
+    same, fold = cacd_vs_labels(pairs, folds)
+    return PairSet(index, index + pairs, same, fold, paths, [p.name for p in paths])
+
+
+def cacd_vs_labels(pairs: int = CACD_PAIRS, folds: int = CACD_FOLDS) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine?, fold) of each CACD-VS pair i (iiii_0 / iiii_1): the pairs fall into `folds` runs
+    of consecutive pairs (400 each in the published set), the first half of each run genuine."""
+    index, per_fold = np.arange(pairs), pairs // folds
+    return index % per_fold < per_fold // 2, index // per_fold
 
 
 # ---- FG-NET ------------------------------------------------------------------------------------
