@@ -260,3 +260,26 @@ def tiny_teacher_targets(faces: Path, where: Path) -> tuple[Path, Path]:
     args = ["distill-targets", str(faces), "--teacher", str(teacher), "--detector", "none", "--out", str(targets)]
     assert main(args) == 0
     return teacher, targets
+
+
+def tiny_student(out: Path, faces: Path, *extra: str) -> Config:
+    """A tiny 8-d student (16 px, batch 8) on the tree `faces`, trained by distillation alone
+    (margin head at weight 0), writing into `out`, with `extra` overrides."""
+    return load_config(
+        None,
+        [
+            "data.source=folder",
+            f"data.root={faces}",
+            "backbone.input_size=16",
+            "data.batch_size=8",
+            "backbone.name=lowres_irse8",
+            "backbone.embedding_size=8",
+            "backbone.options={widths: [4, 8, 8, 8]}",
+            "head.name=arcface",
+            "head.weight=0.0",
+            "train.log_every=1",
+            "train.progress=false",
+            f"train.output_dir={out}",
+            *extra,
+        ],
+    )

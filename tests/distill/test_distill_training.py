@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_teacher_targets
+from conftest import tiny_student, tiny_teacher_targets
 from facerec.cli import main
 from facerec.config import load_config
 from facerec.distill.targets import load_targets
@@ -35,26 +35,7 @@ def tree_and_teacher(tmp_path):
 
 
 def student(tmp_path: Path, faces: Path, *extra: str):
-    return load_config(
-        None,
-        [
-            "data.source=folder",
-            f"data.root={faces}",
-            "backbone.input_size=16",
-            "data.batch_size=8",
-            "backbone.name=lowres_irse8",
-            "backbone.embedding_size=8",
-            "backbone.options={widths: [4, 8, 8, 8]}",
-            "head.name=arcface",
-            "head.weight=0.0",
-            "optim.lr=0.2",
-            "train.epochs=20",
-            "train.log_every=1",
-            "train.progress=false",
-            f"train.output_dir={tmp_path}",
-            *extra,
-        ],
-    )
+    return tiny_student(tmp_path, faces, "optim.lr=0.2", "train.epochs=20", *extra)
 
 
 def test_student_distils_towards_the_teacher(tmp_path, tree_and_teacher):

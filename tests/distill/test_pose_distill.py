@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_teacher_targets
-from facerec.config import load_config
+from conftest import tiny_student, tiny_teacher_targets
 from facerec.core.geometry import ARCFACE_112
 from facerec.data.transforms import resize, to_tensor
 from facerec.distill.targets import load_targets
@@ -42,26 +41,13 @@ def posed_tree_and_teacher(tmp_path):
 
 
 def student(out: Path, faces: Path, *extra: str):
-    return load_config(
-        None,
-        [
-            "data.source=folder",
-            f"data.root={faces}",
-            "backbone.input_size=16",
-            "data.batch_size=8",
-            "data.augment.flip=false",  # the pose augmentation is the only change to the images
-            "data.augment.pose3d={probability: 0.45, yaw: [20, 40], entropy_below: 10.0}",
-            "backbone.name=lowres_irse8",
-            "backbone.embedding_size=8",
-            "backbone.options={widths: [4, 8, 8, 8]}",
-            "head.name=arcface",
-            "head.weight=0.0",
-            "train.epochs=2",
-            "train.log_every=1",
-            "train.progress=false",
-            f"train.output_dir={out}",
-            *extra,
-        ],
+    return tiny_student(
+        out,
+        faces,
+        "data.augment.flip=false",  # the pose augmentation is the only change to the images
+        "data.augment.pose3d={probability: 0.45, yaw: [20, 40], entropy_below: 10.0}",
+        "train.epochs=2",
+        *extra,
     )
 
 
