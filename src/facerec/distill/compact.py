@@ -50,9 +50,9 @@ def compact_tree(
 
     if size < 1 or not 1 <= quality <= 100:
         raise DataError(f"compact needs a size of at least 1 px and a quality in 1-100, got {size} and {quality}")
+    pairs = _planned_copies(Path(src), Path(dst), one_identity_per_image)  # the source's errors first
     if Path(dst).exists() and any(Path(dst).iterdir()):
         raise DataError(f"{dst} exists and is not empty: remove it (a copy is written whole) or name another")
-    pairs = _planned_copies(Path(src), Path(dst), one_identity_per_image)
     table = target_rows(targets) if targets else None
     missing = [s for s, _ in pairs if table is not None and str(s.resolve()) not in table]
     if missing:
