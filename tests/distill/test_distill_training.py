@@ -131,7 +131,7 @@ def test_teacher_on_the_fly_matches_precomputed_targets_and_distils(tmp_path, tr
     trainer = Trainer(student(tmp_path / "run", faces, f"distill.teacher={teacher}", terms, "data.augment.flip=false"))
     assert trainer.teacher_size == 12 and trainer.net["distill"].projection.weight.shape == (12, 8)
     # un-augmented images at the teacher's own input size: the precomputed targets exactly
-    images = torch.stack([trainer.train_set[i][0] for i in range(len(trainer.train_set))])
+    images = torch.stack([trainer.train_set[i]["image"] for i in range(len(trainer.train_set))])
     table = load_targets(targets)
     expected = np.stack([table[str(Path(trainer.train_set.describe(i)).resolve())] for i in range(len(images))])
     assert np.allclose(trainer.teacher_embeddings(images).numpy(), expected, atol=1e-5)

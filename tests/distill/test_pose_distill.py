@@ -62,7 +62,8 @@ def test_the_turned_face_keeps_the_original_images_teacher_target(tmp_path, pose
         original = table[str(Path(images.describe(index)).resolve())]
         plain = to_tensor(resize(images.load(index), 16))
         for seed in range(100 * index, 100 * index + 8):
-            image, _, target = images[(index, seed)]
+            sample = images[(index, seed)]
+            image, target = sample["image"], sample["target"]
             # the target row is the teacher's embedding of the stored image, turned or not
             assert torch.equal(target, images.targets[index])
             np.testing.assert_allclose(target.numpy(), original, atol=1e-6)

@@ -1,7 +1,7 @@
 """Face datasets: identity folders, list files, synthetic faces; views and identity splits.
 
-A dataset maps an index to a uint8 RGB image and an integer identity label. Training
-reads items as `dataset[(index, seed)]`: the seed drives that sample's augmentation.
+A dataset maps an index to a uint8 RGB image and an integer identity label. Training reads
+them through a view that augments each with its own seed (facerec.train.builder.TrainingImages).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from facerec.data.synthetic import SyntheticFaces
 from facerec.data.transforms import resize, to_tensor
 from facerec.errors import DataError
 
-Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 # an augmentation that needs to know which image it changes (e.g. the 3-D pose augmentation reads
 # the image's landmarks): it gets the image as stored, before resizing, its index and the generator
 ImageAugmenter = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
@@ -31,11 +30,6 @@ class FaceDataset(torch.utils.data.Dataset):
 
     def __init__(self, input_size: int) -> None:
         self.input_size = input_size
-        self.augment: Augmenter | None = None
-        self.image_augment: ImageAugmenter | None = None  # runs first, on the stored image
-        # a teacher's embedding per image (distillation): always of the image as stored, whatever
-        # the augmentations do to what the student sees
-        self.targets: torch.Tensor | None = None
 
     def load(self, index: int) -> np.ndarray:
         raise NotImplementedError
@@ -53,19 +47,9 @@ class FaceDataset(torch.utils.data.Dataset):
     def image(self, index: int) -> np.ndarray:
         return resize(self.load(index), self.input_size)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple:
-        """(image, label), plus the teacher's embedding when targets are attached."""
-        index, seed = item if isinstance(item, tuple) else (item, None)
-        rng = np.random.default_rng(seed) if seed is not None else None
-        if self.image_augment is not None and rng is not None:
-            img = resize(self.image_augment(self.load(index), index, rng), self.input_size)
-        else:
-            img = self.image(index)
-        if self.augment is not None and rng is not None:
-            img = self.augment(img, rng)
-        if self.targets is not None:
-            return to_tensor(img), int(self.labels[index]), self.targets[index]
-        return to_tensor(img), int(self.labels[index])
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        """(image in [-1, 1], label). Training reads its own items (facerec.train.builder.TrainingImages)."""
+        return to_tensor(self.image(index)), int(self.labels[index])
 
 
 class PathDataset(FaceDataset):
@@ -209,3 +193,52 @@ def drop_small_identities(dataset: FaceDataset, min_images: int) -> FaceDataset:
     if len(keep) == 0:
         raise DataError(f"no identity has at least {min_images} images")
     return DatasetView(dataset, keep)
+
+
+class PreloadedImages(FaceDataset):
+    """Another dataset's images decoded once, at the input size, into one uint8 array (shared
+    with forked loader workers without copying). `load` still reads the stored image."""
+
+    def __init__(self, base: FaceDataset, workers: int = 0, progress: bool = False) -> None:
+        super().__init__(base.input_size)
+        self.base, self.labels, self.class_names = base, base.labels, base.class_names
+        self.images = decode_all(base, workers, progress)
+
+    def load(self, index: int) -> np.ndarray:
+        return self.base.load(index)
+
+    def image(self, index: int) -> np.ndarray:
+        return self.images[index]
+
+    def describe(self, index: int) -> str:
+        return self.base.describe(index)
+
+
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, base: FaceDataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.base.image(index)))
+
+
+def decode_all(dataset: FaceDataset, workers: int = 0, progress: bool = False) -> np.ndarray:
+    """Every image of a dataset at its input size: (N, size, size, 3) uint8."""
+    from tqdm import tqdm
+
+    size = dataset.input_size
+    if len(dataset) == 0:
+        raise DataError("nothing to preload: the dataset is empty")
+    out = np.empty((len(dataset), size, size, 3), dtype=np.uint8)
+    loader = torch.utils.data.DataLoader(_Decoded(dataset), batch_size=256, num_workers=workers)
+    bar = tqdm(total=len(dataset), desc="preloading images", unit="img", disable=not progress, mininterval=1.0)
+    start = 0
+    for batch in loader:
+        out[start : start + len(batch)] = batch.numpy()
+        start += len(batch)
+        bar.update(len(batch))
+    bar.close()
+    return out

@@ -35,15 +35,6 @@ def degrade_resolution(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(low.resize((w, h), Image.Resampling.BICUBIC))
 
 
-def jitter_color(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    x = image.astype(np.float32) / 255
-    brightness, contrast, saturation = 1 + rng.uniform(-strength, strength, 3)
-    grey = x.mean(2, keepdims=True)
-    x = grey + (x - grey) * saturation
-    x = (x - x.mean()) * contrast + x.mean()
-    return (np.clip(x * brightness, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def random_similarity(size: int, shift: float, rotate: float, scale: float, rng: np.random.Generator) -> np.ndarray:
     """A 2x3 similarity (source -> output pixels) turning a size x size crop about its center
     by up to `rotate` degrees, scaling it by up to 1 +- `scale` and moving it by up to
@@ -64,31 +55,83 @@ PLAIN_WARP_MAX_SCALE = 0.25
 
 def jitter_geometry(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     matrix = random_similarity(image.shape[0], cfg.shift, cfg.rotate, cfg.scale, rng)
+    return warp_jitter(image, matrix, cfg)
+
+
+def warp_jitter(image: np.ndarray, matrix: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
     size = (image.shape[1], image.shape[0])
     return warp_affine(np.ascontiguousarray(image), matrix, size, antialias=cfg.scale > PLAIN_WARP_MAX_SCALE)
 
 
+def has_geometry(cfg: AugmentConfig) -> bool:
+    return cfg.shift > 0 or cfg.rotate > 0 or cfg.scale > 0
+
+
+@dataclass
+class AugmentDraw:
+    """The random choices of one image's augmentation, drawn from its generator in a fixed
+    order. Applied to the image in the loader (`Augment`) or, as a row of numbers, to a whole
+    batch on the training device (`facerec.data.batch_augment`): the same draws either way."""
+
+    flip: bool = False
+    matrix: np.ndarray | None = None  # 2x3 similarity of the geometric jitter (source -> output pixels)
+    lowres: int = 0  # pixels across the degraded face; 0: not degraded
+    color: np.ndarray | None = None  # brightness, contrast, saturation factors
+
+    ROW = 11  # flip, matrix (6), lowres, color (3)
+
+    def row(self) -> np.ndarray:
+        """The draws as numbers (an identity matrix and unit factors where nothing was drawn)."""
+        matrix = np.eye(2, 3) if self.matrix is None else self.matrix
+        color = np.ones(3) if self.color is None else self.color
+        return np.concatenate([[float(self.flip)], matrix.ravel(), [self.lowres], color]).astype(np.float32)
+
+
+def draw_augment(cfg: AugmentConfig, size: int, rng: np.random.Generator) -> AugmentDraw:
+    """One image's augmentation choices; `size`: the side of the square crop it applies to."""
+    draw = AugmentDraw()
+    if cfg.flip:
+        draw.flip = bool(rng.random() < 0.5)
+    if has_geometry(cfg):
+        draw.matrix = random_similarity(size, cfg.shift, cfg.rotate, cfg.scale, rng)
+    if cfg.lowres_prob > 0 and rng.random() < cfg.lowres_prob:
+        high = min(cfg.lowres_max_size or size, size)
+        low = min(cfg.lowres_min_size, high)
+        draw.lowres = int(rng.integers(low, high + 1))
+    if cfg.color_jitter > 0:
+        draw.color = 1 + rng.uniform(-cfg.color_jitter, cfg.color_jitter, 3)
+    return draw
+
+
+def apply_color(image: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    x = image.astype(np.float32) / 255
+    brightness, contrast, saturation = factors
+    grey = x.mean(2, keepdims=True)
+    x = grey + (x - grey) * saturation
+    x = (x - x.mean()) * contrast + x.mean()
+    return (np.clip(x * brightness, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 @dataclass
 class Augment:
-    """The augmentations of one crop. `config.pose3d` is not applied here: it needs each image's
-    landmarks, so the dataset runs it first, on the stored crop (FaceDataset.image_augment,
-    facerec.data.pose_augment)."""
+    """The augmentations of one crop, in the loader. `config.pose3d` is not applied here: it
+    needs each image's landmarks, so the training set runs it first, on the stored crop
+    (facerec.train.builder.TrainingImages, facerec.data.pose_augment)."""
 
     config: AugmentConfig
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        cfg = self.config
-        if cfg.flip and rng.random() < 0.5:
+        return self.apply(image, draw_augment(self.config, image.shape[0], rng))
+
+    def apply(self, image: np.ndarray, draw: AugmentDraw) -> np.ndarray:
+        if draw.flip:
             image = image[:, ::-1]
-        if cfg.shift > 0 or cfg.rotate > 0 or cfg.scale > 0:
-            image = jitter_geometry(image, cfg, rng)
-        if cfg.lowres_prob > 0 and rng.random() < cfg.lowres_prob:
-            full = image.shape[0]
-            high = min(cfg.lowres_max_size or full, full)
-            low = min(cfg.lowres_min_size, high)
-            image = degrade_resolution(image, int(rng.integers(low, high + 1)))
-        if cfg.color_jitter > 0:
-            image = jitter_color(image, cfg.color_jitter, rng)
+        if draw.matrix is not None:
+            image = warp_jitter(image, draw.matrix, self.config)
+        if draw.lowres:
+            image = degrade_resolution(image, draw.lowres)
+        if draw.color is not None:
+            image = apply_color(image, draw.color)
         return image
 
 

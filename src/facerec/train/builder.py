@@ -23,10 +23,10 @@ from torch import nn
 from facerec.config import Config, DistillConfig, TrainConfig
 from facerec.core.device import pick_device
 from facerec.data import build_datasets
-from facerec.data.datasets import Augmenter, FaceDataset, ImageAugmenter
+from facerec.data.datasets import FaceDataset, ImageAugmenter, PreloadedImages
 from facerec.data.pose_augment import pose_augmenter
 from facerec.data.samplers import PKBatchSampler, ResumableBatchSampler, ShuffleBatchSampler
-from facerec.data.transforms import Augment
+from facerec.data.transforms import PLAIN_WARP_MAX_SCALE, Augment, draw_augment, resize, to_tensor
 from facerec.distill.losses import DistillationLoss
 from facerec.distill.targets import centered, load_targets, targets_of, teacher_threshold
 from facerec.distributed import DistContext, all_reduce_sum_hook, init_from_env
@@ -39,22 +39,27 @@ from facerec.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("facerec.train")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUGMENT_ON = ("loader", "device")
 
 
 class TrainingImages(FaceDataset):
-    """The training images as the loop reads them: augmented with each sample's seed, with the
-    teacher's embedding of each image when distilling. A view: the dataset it shows is untouched."""
+    """The training images as the loop reads them, item `(index, seed)`: augmented with that
+    seed, with the teacher's embedding of each image when distilling. A view: the dataset it
+    shows is untouched. An item is a dict: `image`, `label`, `target` (distilling) and, when the
+    augmentation runs on the device, `augment` (the image's draws) beside the uint8 image."""
 
     def __init__(
         self,
         base: FaceDataset,
-        augment: Augmenter | None,
+        augment: Augment,
         targets: torch.Tensor | None = None,
         image_augment: ImageAugmenter | None = None,
+        on_device: bool = False,
     ) -> None:
         super().__init__(base.input_size)
         self.base, self.labels, self.class_names = base, base.labels, base.class_names
         self.augment, self.targets, self.image_augment = augment, targets, image_augment
+        self.on_device = on_device
 
     def load(self, index: int) -> np.ndarray:
         return self.base.load(index)
@@ -64,6 +69,26 @@ class TrainingImages(FaceDataset):
 
     def describe(self, index: int) -> str:
         return self.base.describe(index)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:  # type: ignore[override]
+        """Without a seed, the image as stored (no augmentation)."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        rng = np.random.default_rng(seed) if seed is not None else None
+        if self.image_augment is not None and rng is not None:
+            img = resize(self.image_augment(self.load(index), index, rng), self.input_size)
+        else:
+            img = self.image(index)
+        sample: dict[str, Any] = {"label": int(self.labels[index])}
+        if rng is None:
+            sample["image"] = to_tensor(img)
+        elif self.on_device:
+            sample["image"] = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+            sample["augment"] = torch.from_numpy(draw_augment(self.augment.config, self.input_size, rng).row())
+        else:
+            sample["image"] = to_tensor(self.augment(img, rng))
+        if self.targets is not None:
+            sample["target"] = self.targets[index]
+        return sample
 
 
 @dataclass
@@ -116,9 +141,8 @@ def build_run(cfg: Config) -> RunParts:
     seed_everything(t.seed)
     device, dist = join_process_group(t.device)
     data, val_set = build_datasets(cfg.data, cfg.backbone.input_size, t.seed, progress=t.progress)
-    augment = Augment(cfg.data.augment)
     teacher = build_teacher(cfg, data, device)
-    train_set = TrainingImages(data, augment, teacher.targets if teacher else None, turn_faces(cfg, data, teacher))
+    train_set = training_images(cfg, data, teacher)
     sampler = build_sampler(cfg, train_set.labels, dist)
     net = build_net(cfg, train_set.num_classes, teacher).to(device)
     if t.init_from:
@@ -134,6 +158,28 @@ def build_run(cfg: Config) -> RunParts:
         cfg, device, dist, train_set, val_set, teacher, net, frozen, sampler, backbone_fn, losses_fn,
         optimizer, scheduler, scaler, total_steps,
     )  # fmt: skip
+
+
+def training_images(cfg: Config, data: FaceDataset, teacher: Teacher | None) -> TrainingImages:
+    d = cfg.data
+    if d.augment_on not in AUGMENT_ON:
+        raise ConfigError(f"data.augment_on must be one of {', '.join(AUGMENT_ON)}, got '{d.augment_on}'")
+    on_device = d.augment_on == "device"
+    if on_device and d.augment.scale > PLAIN_WARP_MAX_SCALE:
+        raise ConfigError(
+            f"data.augment.scale above {PLAIN_WARP_MAX_SCALE} is supersampled in the loader; on the device it would "
+            "alias: set data.augment_on: loader or a smaller scale"
+        )
+    image_augment = turn_faces(cfg, data, teacher)
+    if d.preload:
+        if image_augment is not None:
+            raise ConfigError(
+                "data.preload keeps the images at the input size, but data.augment.pose3d turns the stored image "
+                "(its landmarks are in its own pixels): set one of them off"
+            )
+        data = PreloadedImages(data, d.num_workers, cfg.train.progress)
+    targets = teacher.targets if teacher else None
+    return TrainingImages(data, Augment(d.augment), targets, image_augment, on_device)
 
 
 def seed_everything(seed: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from facerec.config import Config, from_dict
+from facerec.data.batch_augment import augment_batch
 from facerec.data.datasets import FaceDataset
 from facerec.errors import TrainingError
 from facerec.heads import OptimizerStep
@@ -80,10 +81,11 @@ class Trainer:
         self._notify("on_start")
         try:
             while self.step < stop_at:
-                for images, labels, *teacher in self._epoch_loader():  # teacher: targets when distilling
+                for batch in self._epoch_loader():
                     self._set_train_mode()
-                    loss = self.train_step(images, labels, teacher[0] if teacher else None)
-                    self._advance(loss, images=len(labels) * self.dist.world_size)
+                    images = self.batch_images(batch)
+                    loss = self.train_step(images, batch["label"], batch.get("target"))
+                    self._advance(loss, images=len(images) * self.dist.world_size)
                     if self.step >= stop_at:
                         break
             results: dict[str, Any] = {"step": self.step, **({} if self.finished else {"stopped_early": True})}
@@ -132,6 +134,14 @@ class Trainer:
                 generator=torch.Generator().manual_seed(self.cfg.train.seed),
             )
         return self._loader
+
+    def batch_images(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A loaded batch's images on the device, augmented there when the loader left it to the
+        device (data.augment_on: device: uint8 images beside each one's draws)."""
+        images = batch["image"].to(self.device, non_blocking=True)
+        if "augment" in batch:
+            images = augment_batch(images, batch["augment"], self.cfg.data.augment)
+        return images
 
     def _set_train_mode(self) -> None:
         """Train mode, except BatchNorm layers whose parameters are all frozen keep their statistics."""
