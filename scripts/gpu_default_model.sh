@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One GPU session for issue 19 and the GPU tables (docs/benchmarks.md):
-#  1. students of configs/default_model_gpu.yaml trained side by side for a wall-clock budget:
-#     a short probe of each measures its images/s, then each trains for the steps that fit the
-#     budget (a cosine schedule needs its length up front);
+#  1. the students of STUDENTS_FILE (default scripts/gpu_students.txt, the recorded run) trained
+#     side by side for a wall-clock budget: a short probe of each measures its images/s, then each
+#     trains for the steps that fit the budget (a cosine schedule needs its length up front);
 #  2. the training-throughput table (iResNet-50 and MobileFaceNet at 112 px, bf16);
 #  3. Partial FC at 1M and 10M classes, sampled (rate 0.1) against dense (rate 1.0).
 # Needs the compact training trees (data/gpu, made by scripts/prepare_gpu_data.sh, which also packs
@@ -14,9 +14,16 @@
 # s2_warm_w10), each with: python -m facerec.cli train default_model_gpu --output-dir /tmp/work/s2_NAME
 #   --set train.init_from=/tmp/work/NAME/model.pt --set optim.lr=0.05 --set schedule.warmup_steps=100
 #   --set train.max_steps=1700 --set data.num_workers=7 [--set backbone.options.width_mult=1.5]
-# WORK holds the runs; OUT receives the three model files and one results.tar.gz (logs,
+# The next run (scripts/gpu_students_v2.txt: students of configs/default_model_gpu_v2.yaml, which
+# read the 112 px copies into memory and augment on the GPU; made and packed by
+# `SIZE=112 scripts/prepare_gpu_data.sh`), carrying data/gpu112_pack:
+#   tar -xzf data/gpu112_pack/gpu112.tar.gz -C data
+#   PYTHONPATH=$PWD/src WORK=/tmp/work OUT=/tmp/back STUDENTS_FILE=scripts/gpu_students_v2.txt \
+#     BUDGET=420 DEADLINE=540 SKIP_TABLES=1 scripts/gpu_default_model.sh
+# WORK holds the runs; OUT receives each student's model file and one results.tar.gz (logs,
 # metrics, reports) and nothing else.
-# On a CPU, for a dry run of the same steps: DEVICE=cpu BUDGET=20 PROBE=4 SKIP_TABLES=1 ...
+# On a CPU, for a dry run of the same steps: DEVICE=cpu BUDGET=20 PROBE=4 MIN_STEPS=3 SKIP_TABLES=1
+#   EXTRA_SETS="data.batch_size=16 data.num_workers=1" ... (EXTRA_SETS: overrides for every student)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-runs/gpu}
@@ -30,21 +37,22 @@ T0=$(date +%s)
 mkdir -p "$WORK" "$OUT"
 export PYTHONUNBUFFERED=1
 
-# name and overrides of each student
-declare -A STUDENTS=(
-    # `fast` was the first fast model when the recorded run was made (its file: git show
-    # e50ce63:src/facerec/models/weights/default.pt); today it names the model this run produced
-    [warm_w10]="train.init_from=${WARM_FROM:-fast} optim.lr=0.1"
-    [scratch_w10]=""
-    [scratch_w15]="backbone.options.width_mult=1.5"
-)
+# the students: one line each, "name config override..." (# starts a comment)
+STUDENTS_FILE=${STUDENTS_FILE:-scripts/gpu_students.txt}
+declare -A STUDENTS=() CONFIGS=()
+while read -r name config overrides; do
+    [[ -z "$name" || "$name" == \#* ]] && continue
+    CONFIGS[$name]=$config
+    STUDENTS[$name]="${overrides//\$\{WARM_FROM\}/${WARM_FROM:-fast}}"
+done <"$STUDENTS_FILE"
+[ ${#STUDENTS[@]} -gt 0 ] || { echo "no students in $STUDENTS_FILE" >&2; exit 2; }
 
 train() {  # name, steps, output folder, overrides...
     local name=$1 steps=$2 dir=$3
     shift 3
     local sets=(--set "train.max_steps=$steps" --set "train.device=$DEVICE" --set train.progress=false --set train.threads=2)
-    for kv in "$@"; do sets+=(--set "$kv"); done
-    python -m facerec.cli train default_model_gpu --output-dir "$dir" "${sets[@]}" >"$dir.log" 2>&1
+    for kv in "$@" ${EXTRA_SETS:-}; do sets+=(--set "$kv"); done
+    python -m facerec.cli train "${CONFIGS[$name]}" --output-dir "$dir" "${sets[@]}" >"$dir.log" 2>&1
 }
 
 rate_of() {  # images/s of a finished run's last logged step

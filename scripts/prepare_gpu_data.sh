@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The training set of configs/default_model_gpu.yaml as compact 64 px trees under data/gpu
-# (about 45 MB: small enough to travel to a GPU machine with the repository), from the aligned
+# (about 45 MB: small enough to travel to a GPU machine with the repository; SIZE=112
+# for configs/default_model_gpu_v2.yaml's data/gpu112, see the end), from the aligned
 # sets of issue 19 (docs/benchmarks.md: "Issue 19: near-duplicates", "Issue 19: pose"):
 #   data/lfw_mtcnn112, data/celeba_mtcnn112, data/utkface_mtcnn112  (facerec align, MTCNN, 112 px)
 #   data/clean/{lfw_people_0-8,celeba,utkface}  (facerec data near-duplicates --write-clean)
@@ -69,16 +70,29 @@ teacher data/celeba_tree data/dlib_celeba_crops.npz
 teacher data/utk_shard_a data/dlib_utk_a_crops.npz
 teacher data/utk_shard_b data/dlib_utk_b_crops.npz
 
-# The compact copies, each with its targets.npz
-# a copy counts as made once its targets.npz is written (compact refuses a non-empty folder:
-# remove a half-written one by hand)
-[ -f data/gpu/lfw_people_0-8/targets.npz ] || facerec compact data/clean/lfw_people_0-8 data/gpu/lfw_people_0-8 \
-    --targets data/dlib_lfw_0-8_t.npz data/dlib_lfw_rest_crops.npz
-[ -f data/gpu/celeba/targets.npz ] || facerec compact data/celeba_train data/gpu/celeba --targets data/dlib_celeba_crops.npz
-[ -f data/gpu/utkface/targets.npz ] || facerec compact data/utk_train data/gpu/utkface --one-identity-per-image --quality 85 \
+# The compact copies, each with its targets.npz: 64 px under data/gpu (the run behind the shipped
+# fast model; UTKFace at quality 85), or SIZE px under data/gpuSIZE at QUALITY for all three
+# (SIZE=112 QUALITY=70: ~49 MiB packed, for 64 px and 112 px students alike).
+# A copy counts as made once its targets.npz is written (compact refuses a non-empty folder:
+# remove a half-written one by hand).
+SIZE=${SIZE:-64}
+if [ "$SIZE" = 64 ]; then
+    dst=gpu; quality=${QUALITY:-90}; utk_quality=${QUALITY:-85}
+else
+    dst=gpu$SIZE; quality=${QUALITY:-70}; utk_quality=$quality
+fi
+compact() {  # src, dst, quality, compact options...
+    local src=$1 out=data/$dst/$2 q=$3
+    shift 3
+    [ -f "$out/targets.npz" ] || facerec compact "$src" "$out" --size "$SIZE" --quality "$q" "$@"
+}
+compact data/clean/lfw_people_0-8 lfw_people_0-8 "$quality" --targets data/dlib_lfw_0-8_t.npz data/dlib_lfw_rest_crops.npz
+compact data/celeba_train celeba "$quality" --targets data/dlib_celeba_crops.npz
+compact data/utk_train utkface "$utk_quality" --one-identity-per-image \
     --targets data/dlib_utk_a_crops.npz data/dlib_utk_b_crops.npz
 # what travels with the repository to a GPU machine: one archive (36,000 small files and 26,000
-# folders would count as far more than their 43 MiB of bytes)
-mkdir -p data/gpu_pack
-tar -czf data/gpu_pack/gpu.tar.gz -C data gpu
-ls -l data/gpu_pack/gpu.tar.gz
+# folders would count as far more than their megabytes)
+# (its own folder, so that a run carries one archive: data/gpu_pack, data/gpu112_pack)
+mkdir -p "data/${dst}_pack"
+tar -czf "data/${dst}_pack/$dst.tar.gz" -C data "$dst"
+ls -l "data/${dst}_pack/$dst.tar.gz"

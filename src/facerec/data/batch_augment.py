@@ -45,8 +45,9 @@ def warp(x: torch.Tensor, flip: torch.Tensor, matrix: torch.Tensor) -> torch.Ten
     b, _, h, w = x.shape
     full = torch.cat([matrix, matrix.new_tensor([0.0, 0.0, 1.0]).expand(b, 1, 3)], 1)
     source = torch.linalg.inv(full.double()).float()  # output -> source pixels
+    flipped = flip.float()  # x -> (w - 1) - x where flipped; no boolean indexing: it would wait for the GPU
     mirror = torch.eye(3, device=x.device).repeat(b, 1, 1)
-    mirror[flip, 0, 0], mirror[flip, 0, 2] = -1.0, w - 1.0  # x -> (w - 1) - x
+    mirror[:, 0, 0], mirror[:, 0, 2] = 1 - 2 * flipped, (w - 1) * flipped
     source = mirror @ source
     # pixel coordinates -> grid_sample's [-1, 1] (align_corners: -1 and 1 are the outer pixel centers)
     to_unit = x.new_tensor([[2 / (w - 1), 0, -1], [0, 2 / (h - 1), -1], [0, 0, 1]])

@@ -222,7 +222,7 @@ class _Decoded(torch.utils.data.Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.base.image(index)))
+        return torch.from_numpy(np.array(self.base.image(index)))  # a copy: decoded arrays may be read-only
 
 
 def decode_all(dataset: FaceDataset, workers: int = 0, progress: bool = False) -> np.ndarray:

@@ -82,7 +82,7 @@ class TrainingImages(FaceDataset):
         if rng is None:
             sample["image"] = to_tensor(img)
         elif self.on_device:
-            sample["image"] = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+            sample["image"] = torch.from_numpy(np.array(img)).permute(2, 0, 1)  # a copy: may be read-only
             sample["augment"] = torch.from_numpy(draw_augment(self.augment.config, self.input_size, rng).row())
         else:
             sample["image"] = to_tensor(self.augment(img, rng))

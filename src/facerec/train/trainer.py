@@ -81,7 +81,7 @@ class Trainer:
         self._notify("on_start")
         try:
             while self.step < stop_at:
-                for batch in self._epoch_loader():
+                for batch in self.epoch_loader():
                     self._set_train_mode()
                     images = self.batch_images(batch)
                     loss = self.train_step(images, batch["label"], batch.get("target"))
@@ -115,7 +115,7 @@ class Trainer:
         if epoch_ended:
             self._notify("on_epoch_end")
 
-    def _epoch_loader(self) -> torch.utils.data.DataLoader:
+    def epoch_loader(self) -> torch.utils.data.DataLoader:
         """The loader over the rest of the current epoch: the batch sampler, which this process
         iterates afresh each epoch, starts at the position. The loader is made once, so its
         workers persist across epochs (starting them anew each epoch took about a second, a
