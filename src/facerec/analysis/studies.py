@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from facerec.analysis import bias, linear_map, membership, projection, resolution
+from facerec.analysis import bias, debias, linear_map, membership, projection, resolution
 from facerec.analysis.common import ImageSet, embed, folder_images, lfw_images, lfw_pairs_over
 from facerec.core.files import write_json
 from facerec.core.images import require_folder
 from facerec.errors import DataError
+from facerec.models.card import card_for_backbone
+from facerec.models.io import load_recognition_model, write_model_file
 
 DEFAULT_CACHE = Path.home() / ".cache" / "facerec" / "embeddings"
 
@@ -72,6 +74,45 @@ def bias_study(
     report = bias.analyze(emb, images.identities, labels, out, target_fmr, title=title, **options)
     report.update(model=model, detector=detector, grouping=groups, unlabelled_images=int((labels == "").sum()))
     return _finish(report, out)
+
+
+def debias_study(
+    source: Source, model: str, detector: str, groups: str, out: Path, components: int | None = None
+) -> dict[str, Any]:
+    """Fit the directions between `groups` on the source's faces and write `model` without them
+    (a model file at `out`, its report beside it as .json)."""
+    images = source.image_set()
+    labels = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
+    fitted = debias.group_directions(source.embed(images, model, detector), labels, components)
+    original = load_recognition_model(model, "cpu", runtime="torch")
+    card = original.card
+    if not card.template_name.startswith("arcface_112"):
+        raise DataError(f"{model} is not a facerec network (template {card.template_name}): nothing to fold into")
+    net = debias.fold_projection(original.net, fitted.projection(), card.input_size)
+    k = len(fitted.directions)
+    notes = (
+        f"{card.short_id} with the {k} directions between the groups of {groups} projected out (fitted on "
+        f"{len(images.paths)} faces of {source.images or source.lfw}, detector {detector}); its thresholds no "
+        "longer hold: measure one with `facerec calibrate`"
+    )
+    backbone = {"name": card.architecture, "embedding_size": card.embedding_size, "input_size": card.input_size}
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    new_card = card_for_backbone({**backbone, "options": card.options}, state, name=out.stem, notes=notes)
+    write_model_file(out, new_card, state)
+    report = {
+        "model": model,
+        "model_digest": card.digest,
+        "written": str(out),
+        "written_digest": new_card.digest,
+        "groups": groups,
+        "group_sizes": fitted.group_sizes,
+        "unlabelled_images": int((labels == "").sum()),
+        "directions": k,
+        "variance_share": fitted.variance_share.round(4).tolist(),
+        "direction_vectors": fitted.directions.tolist(),  # the rows D of the projection I - D^T D
+        "detector": detector,
+    }
+    return _finish(report, out.parent, f"{out.stem}.json")
 
 
 def split_lfw_folds(source: Source, eval_folds: list[int], fit_folds: list[int]) -> tuple[ImageSet, Any, np.ndarray]:

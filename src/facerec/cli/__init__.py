@@ -22,6 +22,7 @@ GROUPS = (
     "calibrate",
     "explain",
     "analyze",
+    "debias",
     "privacy",
     "distill",
     "serve",
