@@ -4,6 +4,7 @@ cost, so untrained backbones stand in for trained ones of the same shape.
 
     python benchmarks/embed_throughput.py --threads 2
     python benchmarks/embed_throughput.py --models dlib mobilefacenet@112 lowres_irse8@36 --batch 32
+    python benchmarks/embed_throughput.py --models dlib fast mobilefacenet@80 mobilefacenet@64:width_mult=1.25
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ DEFAULT = ["dlib", "mobilefacenet@112", "iresnet50@112", "lowres_irse8@36"]
 
 
 def network(spec: str) -> tuple[torch.nn.Module, int]:
-    """'dlib', 'NAME@SIZE' (a registered backbone, 128-d) or a facerec model file."""
+    """'dlib', 'NAME@SIZE[:OPTION=NUMBER,...]' (a registered backbone, 128-d, e.g.
+    mobilefacenet@64:width_mult=1.25) or a facerec model file."""
     if "@" in spec:
-        name, size = spec.split("@")
-        return build_backbone(name, 128, int(size)).eval(), int(size)
+        name, rest = spec.split("@")
+        size, _, options = rest.partition(":")
+        kwargs = {k: float(v) for k, v in (item.split("=") for item in options.split(",") if item)}
+        return build_backbone(name, 128, int(size), kwargs).eval(), int(size)
     model = load_recognition_model(spec)
     return model.net.eval(), model.input_size
 
@@ -72,7 +76,8 @@ def main() -> None:
 
             file = model_file("dlib_face_recognition_resnet_model_v1.dat")
             weights, megabytes = "(dlib file)", f"{file.stat().st_size / 2**20:.1f}"
-        print(f"| {spec.split('@')[0]} | {size}x{size} | {weights} | {megabytes} | {rate:.1f} |")
+        name = f"{spec.split('@')[0]} {spec.partition(':')[2]}".strip()
+        print(f"| {name} | {size}x{size} | {weights} | {megabytes} | {rate:.1f} |")
 
 
 if __name__ == "__main__":
