@@ -44,6 +44,7 @@ def measure(args: argparse.Namespace, mode: str) -> dict:
     start = time.perf_counter()
     trainer = Trainer(load_config(args.config, sets), callbacks=[])
     setup = time.perf_counter() - start
+    costs = per_image_costs(trainer, args)  # before the loader's workers start: they would share the cores
     batches = iter(trainer.epoch_loader())
     for _ in range(args.warmup):
         trainer.batch_images(next(batches))
@@ -54,14 +55,8 @@ def measure(args: argparse.Namespace, mode: str) -> dict:
         images += len(trainer.batch_images(next(batches)))
     sync(args.device)
     seconds = time.perf_counter() - start
-    del batches  # ends the loader's workers before the next mode starts its own
-    return {
-        "mode": mode,
-        "images_per_s": images / seconds,
-        "setup_s": setup,
-        "workers": args.workers,
-        **per_image_costs(trainer, args),
-    }
+    del batches, trainer  # the trainer holds the loader: its persistent workers end with it
+    return {"mode": mode, "images_per_s": images / seconds, "setup_s": setup, "workers": args.workers, **costs}
 
 
 def per_image_costs(trainer: Trainer, args: argparse.Namespace) -> dict:

@@ -19,7 +19,8 @@
 # `SIZE=112 scripts/prepare_gpu_data.sh`), carrying data/gpu112_pack:
 #   tar -xzf data/gpu112_pack/gpu112.tar.gz -C data
 #   PYTHONPATH=$PWD/src WORK=/tmp/work OUT=/tmp/back STUDENTS_FILE=scripts/gpu_students_v2.txt \
-#     BUDGET=420 DEADLINE=540 SKIP_TABLES=1 scripts/gpu_default_model.sh
+#     BUDGET=400 DEADLINE=540 SKIP_TABLES=1 scripts/gpu_default_model.sh
+# (the probe and each run's start, which preloads the images, take about a minute besides)
 # WORK holds the runs; OUT receives each student's model file and one results.tar.gz (logs,
 # metrics, reports) and nothing else.
 # On a CPU, for a dry run of the same steps: DEVICE=cpu BUDGET=20 PROBE=4 MIN_STEPS=3 SKIP_TABLES=1
@@ -37,11 +38,14 @@ T0=$(date +%s)
 mkdir -p "$WORK" "$OUT"
 export PYTHONUNBUFFERED=1
 
-# the students: one line each, "name config override..." (# starts a comment)
+# the students: one line each, "name config override..." (# starts a comment); overrides, like
+# EXTRA_SETS, are separated by spaces and hold none themselves
 STUDENTS_FILE=${STUDENTS_FILE:-scripts/gpu_students.txt}
+shopt -u patsub_replacement 2>/dev/null || true  # bash 5.2: an & in WARM_FROM stays an &
 declare -A STUDENTS=() CONFIGS=()
 while read -r name config overrides; do
     [[ -z "$name" || "$name" == \#* ]] && continue
+    [ -n "$config" ] || { echo "$STUDENTS_FILE: student $name has no config" >&2; exit 2; }
     CONFIGS[$name]=$config
     STUDENTS[$name]="${overrides//\$\{WARM_FROM\}/${WARM_FROM:-fast}}"
 done <"$STUDENTS_FILE"

@@ -87,8 +87,9 @@ class DataConfig:
     # `device`, on each batch where the network trains (facerec.data.batch_augment): the workers
     # then only decode, which keeps them off a GPU's critical path
     augment_on: str = "loader"
-    # decode every training image once, at the input size, into memory shared by the workers
-    # (input_size^2 * 3 bytes an image: 12 KB at 64 px, 37 KB at 112 px)
+    # decode every training image once, at the input size, into memory the loader workers share
+    # (input_size^2 * 3 bytes an image: 12 KB at 64 px, 37 KB at 112 px); shared where workers
+    # are forked (Linux); each process of a multi-process run keeps its own copy
     preload: bool = False
 
 

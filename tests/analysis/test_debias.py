@@ -56,6 +56,10 @@ def test_unfit_groups_are_refused():
         group_directions(emb, np.where(groups == "", "", "a"))
     with pytest.raises(DataError, match="span at most 2 directions; asked for 3"):
         group_directions(emb, groups, components=3)
+    twins = np.concatenate([emb, emb])  # groups a and c hold the same faces: their means coincide
+    twin_groups = np.concatenate([np.where(groups == "c", "", groups), np.where(groups == "a", "c", "")])
+    with pytest.raises(DataError, match="span fewer than 2 directions"):
+        group_directions(twins, twin_groups)
 
 
 def randomize_norms(net: nn.Module, seed: int = 0) -> nn.Module:

@@ -137,3 +137,12 @@ def test_device_augmentation_settings_that_cannot_work_are_explained(tmp_path):
         build_run(tiny(tmp_path / "a", "data.augment_on=gpu"))
     with pytest.raises(ConfigError, match="supersampled in the loader"):
         build_run(tiny(tmp_path / "b", "data.augment_on=device", "data.augment.scale=0.3"))
+
+
+def test_preloading_changes_no_loader_item(tmp_path):
+    plain = build_run(tiny(tmp_path / "plain")).train_set
+    preloaded = build_run(tiny(tmp_path / "preloaded", "data.preload=true")).train_set
+    assert isinstance(preloaded.base, PreloadedImages)
+    for item in [(i, 70 + i) for i in range(len(plain))]:
+        a, b = plain[item], preloaded[item]
+        assert torch.equal(a["image"], b["image"]) and a["label"] == b["label"]

@@ -81,3 +81,18 @@ def test_an_on_the_fly_teacher_is_refused_with_the_pose_augmentation(tmp_path, p
     faces, _, teacher = posed_tree_and_teacher
     with pytest.raises(ConfigError, match=r"distill\.targets"):
         Trainer(student(tmp_path / "run", faces, f"distill.teacher={teacher}"))
+
+
+def test_turned_faces_reach_the_device_augmentation_and_preloading_them_is_refused(tmp_path, posed_tree_and_teacher):
+    """With the augmentation on the device the workers still turn the faces (on the stored image)
+    and send them as uint8 beside their draws; a preloaded copy at the input size cannot be turned."""
+    faces, targets, _ = posed_tree_and_teacher
+    loader = Trainer(student(tmp_path / "a", faces, f"distill.targets={targets}")).train_set
+    device = Trainer(student(tmp_path / "b", faces, f"distill.targets={targets}", "data.augment_on=device")).train_set
+    for item in [(i, 500 + i) for i in range(len(loader))]:
+        on_device = device[item]
+        assert on_device["image"].dtype == torch.uint8 and torch.equal(on_device["target"], loader[item]["target"])
+        # flips are off: the device path's image is the loader path's turned face, before normalization
+        assert torch.equal(on_device["image"].float() / 127.5 - 1, loader[item]["image"])
+    with pytest.raises(ConfigError, match=r"data\.preload keeps the images at the input size"):
+        Trainer(student(tmp_path / "c", faces, f"distill.targets={targets}", "data.preload=true"))

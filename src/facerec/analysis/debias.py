@@ -8,7 +8,8 @@ faces (e.g. UTKFace's race or gender), the between-group directions span at most
 dimensions; removing them leaves every identity cue orthogonal to them untouched. The projection
 P = I - D^T D is folded into the network's last linear and batch-norm layers, so the result is an
 ordinary model file of the same architecture: every command, the ONNX export and the service run
-it as they run any other model.
+it as they run any other model. The fold holds for inference (the batch norm's running
+statistics); training from such a file re-estimates them, and the projection is lost.
 """
 
 from __future__ import annotations
@@ -56,10 +57,13 @@ def group_directions(
     weights = np.sqrt(counts / len(emb))
     scatter = np.stack([w * (emb[groups == n].mean(0) - mean) for n, w in zip(names, weights, strict=True)])
     _, singular, vt = np.linalg.svd(scatter, full_matrices=False)
-    rank = len(names) - 1  # sqrt(size) times these rows sum to zero: one direction fewer than groups
+    # sqrt(size) times these rows sum to zero: one direction fewer than groups, at most the dimension
+    rank = min(len(names) - 1, emb.shape[1])
     k = rank if components is None else components
     if not 1 <= k <= rank:
         raise DataError(f"{len(names)} groups span at most {rank} directions; asked for {k}")
+    if singular[k - 1] < 1e-6 * singular[0]:
+        raise DataError(f"the group means span fewer than {k} directions (groups with the same mean): ask for fewer")
     share = singular**2 / (singular**2).sum()
     return GroupDirections(vt[:k], share[:k], dict(zip(names.tolist(), counts.tolist(), strict=True)))
 

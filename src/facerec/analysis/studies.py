@@ -81,19 +81,21 @@ def debias_study(
 ) -> dict[str, Any]:
     """Fit the directions between `groups` on the source's faces and write `model` without them
     (a model file at `out`, its report beside it as .json)."""
-    images = source.image_set()
-    labels = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
-    fitted = debias.group_directions(source.embed(images, model, detector), labels, components)
     original = load_recognition_model(model, "cpu", runtime="torch")
     card = original.card
     if not card.template_name.startswith("arcface_112"):
         raise DataError(f"{model} is not a facerec network (template {card.template_name}): nothing to fold into")
+    debias.output_layers(original.net)  # before the minutes of embedding: can the projection go in?
+    images = source.image_set()
+    labels = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
+    fitted = debias.group_directions(source.embed(images, model, detector), labels, components)
     net = debias.fold_projection(original.net, fitted.projection(), card.input_size)
     k = len(fitted.directions)
     notes = (
         f"{card.short_id} with the {k} directions between the groups of {groups} projected out (fitted on "
         f"{len(images.paths)} faces of {source.images or source.lfw}, detector {detector}); its thresholds no "
-        "longer hold: measure one with `facerec calibrate`"
+        "longer hold: measure one with `facerec calibrate`. Folded for inference: training from it "
+        "(train.init_from) re-estimates the last batch norm and loses the projection"
     )
     backbone = {"name": card.architecture, "embedding_size": card.embedding_size, "input_size": card.input_size}
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}

@@ -22,50 +22,60 @@ FLIP, MATRIX, LOWRES, COLOR = 0, slice(1, 7), 7, slice(8, 11)
 
 def augment_batch(images: torch.Tensor, rows: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     """uint8 (B, 3, H, W) images and their (B, 11) draw rows (AugmentDraw.row) -> the augmented
-    float images in [-1, 1], on the images' device."""
+    float images in [-1, 1], on the images' device. The rows are read on the CPU (where the loader
+    leaves them): what the device needs from them is computed there and sent without waiting, so
+    the augmentation queues behind the previous step instead of stopping the GPU."""
     if rows.shape != (images.shape[0], AugmentDraw.ROW):
         raise ValueError(f"expected ({images.shape[0]}, {AugmentDraw.ROW}) augmentation rows, got {tuple(rows.shape)}")
-    rows = rows.to(images.device, torch.float32)
+    rows = rows.detach().to("cpu", torch.float64)
+    device = images.device
     x = images.float().div_(255)
     if has_geometry(cfg):
-        x = warp(x, rows[:, FLIP] > 0.5, rows[:, MATRIX].reshape(-1, 2, 3))
+        theta = sampling_grid_matrices(rows[:, FLIP] > 0.5, rows[:, MATRIX].reshape(-1, 2, 3), *x.shape[-2:])
+        grid = F.affine_grid(to_device(theta.float(), device), list(x.shape), align_corners=True)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     elif cfg.flip:
-        flipped = rows[:, FLIP] > 0.5
+        flipped = to_device(rows[:, FLIP] > 0.5, device)
         x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
     if cfg.lowres_prob > 0:
         x = degrade(x, rows[:, LOWRES].round().long())
     if cfg.color_jitter > 0:
-        x = color(x, rows[:, COLOR])
+        x = color(x, to_device(rows[:, COLOR].float(), device))
     return x.mul_(2).sub_(1)
 
 
-def warp(x: torch.Tensor, flip: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """Each image mirrored where `flip` says, then moved by its 2x3 similarity (source -> output
-    pixels, pixel centers at integers), black outside: one bilinear resampling."""
-    b, _, h, w = x.shape
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor on the device, copied from pinned memory without waiting for the GPU."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def sampling_grid_matrices(flip: torch.Tensor, matrix: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """affine_grid's (B, 2, 3) matrices (output -> source, in [-1, 1] with align_corners) of each
+    image mirrored where `flip` says, then moved by its 2x3 similarity (source -> output pixels,
+    pixel centers at integers), in float64 on the CPU."""
+    b = len(matrix)
     full = torch.cat([matrix, matrix.new_tensor([0.0, 0.0, 1.0]).expand(b, 1, 3)], 1)
-    source = torch.linalg.inv(full.double()).float()  # output -> source pixels
-    flipped = flip.float()  # x -> (w - 1) - x where flipped; no boolean indexing: it would wait for the GPU
-    mirror = torch.eye(3, device=x.device).repeat(b, 1, 1)
-    mirror[:, 0, 0], mirror[:, 0, 2] = 1 - 2 * flipped, (w - 1) * flipped
+    source = torch.linalg.inv(full)  # output -> source pixels
+    flipped = flip.to(matrix.dtype)
+    mirror = torch.eye(3, dtype=matrix.dtype).repeat(b, 1, 1)
+    mirror[:, 0, 0], mirror[:, 0, 2] = 1 - 2 * flipped, (w - 1) * flipped  # x -> (w - 1) - x where flipped
     source = mirror @ source
     # pixel coordinates -> grid_sample's [-1, 1] (align_corners: -1 and 1 are the outer pixel centers)
-    to_unit = x.new_tensor([[2 / (w - 1), 0, -1], [0, 2 / (h - 1), -1], [0, 0, 1]])
-    from_unit = torch.linalg.inv(to_unit)
-    theta = (to_unit @ source @ from_unit)[:, :2]
-    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    to_unit = matrix.new_tensor([[2 / (w - 1), 0, -1], [0, 2 / (h - 1), -1], [0, 0, 1]])
+    return (to_unit @ source @ torch.linalg.inv(to_unit))[:, :2]
 
 
 def degrade(x: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    """Images with a size > 0 area-averaged down to that many pixels across (the height scaled
-    alike), then bicubically back up: `transforms.degrade_resolution` on a batch."""
+    """Images with a size > 0 (sizes: on the CPU) area-averaged down to that many pixels across
+    (the height scaled alike), then bicubically back up: `transforms.degrade_resolution` on a batch."""
     h, w = x.shape[-2:]
     out = x.clone()
     for size in sizes[sizes > 0].unique().tolist():
-        picked = sizes == size
-        small = F.interpolate(x[picked], size=(max(1, round(h * size / w)), size), mode="area")
-        out[picked] = F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1)
+        picked = to_device(torch.nonzero(sizes == size).flatten(), x.device)
+        small = F.interpolate(x.index_select(0, picked), size=(max(1, round(h * size / w)), size), mode="area")
+        out.index_copy_(0, picked, F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1))
     return out
 
 
