@@ -13,7 +13,7 @@ from facerec.data.datasets import (
     split_by_identity,
 )
 from facerec.data.samplers import PKBatchSampler, ShuffleBatchSampler
-from facerec.data.transforms import Augment, degrade_resolution, jitter_geometry, random_similarity, to_tensor
+from facerec.data.transforms import Augment, degrade_resolution, random_similarity, to_tensor
 from facerec.errors import DataError
 
 
@@ -194,7 +194,7 @@ def test_small_scale_jitter_skips_the_supersampling_and_stays_close_to_it():
     cfg = AugmentConfig(flip=False, shift=0.03, rotate=5, scale=0.05)
     shrinks, differ = 0, 0
     for seed in range(20):
-        out = jitter_geometry(image, cfg, np.random.default_rng(seed))
+        out = Augment(cfg)(image, np.random.default_rng(seed))
         m = random_similarity(64, 0.03, 5, 0.05, np.random.default_rng(seed))
         smooth = warp_affine(image, m, (64, 64))
         np.testing.assert_array_equal(out, warp_affine(image, m, (64, 64), antialias=False))
@@ -208,7 +208,7 @@ def test_small_scale_jitter_skips_the_supersampling_and_stays_close_to_it():
     wide = AugmentConfig(flip=False, scale=0.4)
     for seed in range(5):
         m = random_similarity(64, 0.0, 0.0, 0.4, np.random.default_rng(seed))
-        out = jitter_geometry(image, wide, np.random.default_rng(seed))
+        out = Augment(wide)(image, np.random.default_rng(seed))
         np.testing.assert_array_equal(out, warp_affine(image, m, (64, 64)))
 
 
@@ -217,7 +217,7 @@ def test_geometric_jitter_moves_a_dot_where_its_matrix_says():
     image[20:23, 40:43] = 255  # a 3x3 dot centered at (x=41, y=21)
     cfg = AugmentConfig(flip=False, shift=0.1, rotate=15, scale=0.1)
     for seed in range(5):
-        out = jitter_geometry(image, cfg, np.random.default_rng(seed))
+        out = Augment(cfg)(image, np.random.default_rng(seed))
         m = random_similarity(64, 0.1, 15, 0.1, np.random.default_rng(seed))
         expected = m @ np.array([41.0, 21.0, 1.0])
         ys, xs = np.nonzero(out[..., 0] > 60)

@@ -97,9 +97,14 @@ def debias_study(
         "longer hold: measure one with `facerec calibrate`. Folded for inference: training from it "
         "(train.init_from) re-estimates the last batch norm and loses the projection"
     )
-    backbone = {"name": card.architecture, "embedding_size": card.embedding_size, "input_size": card.input_size}
+    backbone = {
+        "name": card.architecture,
+        "embedding_size": card.embedding_size,
+        "input_size": card.input_size,
+        "options": card.options,
+    }
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    new_card = card_for_backbone({**backbone, "options": card.options}, state, name=out.stem, notes=notes)
+    new_card = card_for_backbone(backbone, state, name=out.stem, notes=notes)
     write_model_file(out, new_card, state)
     report = {
         "model": model,

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from facerec.config import AugmentConfig
 from facerec.data.transforms import AugmentDraw, has_geometry
 
-FLIP, MATRIX, LOWRES, COLOR = 0, slice(1, 7), 7, slice(8, 11)
+FLIP, MATRIX, LOWRES, COLOR = AugmentDraw.FLIP, AugmentDraw.MATRIX, AugmentDraw.LOWRES, AugmentDraw.COLOR
 
 
 def augment_batch(images: torch.Tensor, rows: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:

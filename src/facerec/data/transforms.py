@@ -53,11 +53,6 @@ def random_similarity(size: int, shift: float, rotate: float, scale: float, rng:
 PLAIN_WARP_MAX_SCALE = 0.25
 
 
-def jitter_geometry(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    matrix = random_similarity(image.shape[0], cfg.shift, cfg.rotate, cfg.scale, rng)
-    return warp_jitter(image, matrix, cfg)
-
-
 def warp_jitter(image: np.ndarray, matrix: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
     size = (image.shape[1], image.shape[0])
     return warp_affine(np.ascontiguousarray(image), matrix, size, antialias=cfg.scale > PLAIN_WARP_MAX_SCALE)
@@ -78,13 +73,17 @@ class AugmentDraw:
     lowres: int = 0  # pixels across the degraded face; 0: not degraded
     color: np.ndarray | None = None  # brightness, contrast, saturation factors
 
-    ROW = 11  # flip, matrix (6), lowres, color (3)
+    ROW = 11  # the numbers of `row()`, laid out as below
+    FLIP, MATRIX, LOWRES, COLOR = 0, slice(1, 7), 7, slice(8, 11)
 
     def row(self) -> np.ndarray:
         """The draws as numbers (an identity matrix and unit factors where nothing was drawn)."""
-        matrix = np.eye(2, 3) if self.matrix is None else self.matrix
-        color = np.ones(3) if self.color is None else self.color
-        return np.concatenate([[float(self.flip)], matrix.ravel(), [self.lowres], color]).astype(np.float32)
+        out = np.empty(self.ROW, dtype=np.float32)
+        out[self.FLIP] = float(self.flip)
+        out[self.MATRIX] = (np.eye(2, 3) if self.matrix is None else self.matrix).ravel()
+        out[self.LOWRES] = self.lowres
+        out[self.COLOR] = np.ones(3) if self.color is None else self.color
+        return out
 
 
 def draw_augment(cfg: AugmentConfig, size: int, rng: np.random.Generator) -> AugmentDraw:

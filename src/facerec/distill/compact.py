@@ -4,8 +4,8 @@ WebP, with the teacher's embeddings of the copied images beside it under relativ
 What a training run at 64 px reads is a 64 px image; storing it so (WebP at quality 90 takes
 about 1 KB a face, a fifth of a 112 px JPEG) and the teacher's embeddings in half precision
 lets a training set of tens of thousands of faces travel to another machine (a GPU) as one
-small folder. `load_targets` resolves the relative
-names of `targets.npz` against its own folder, so the copy trains wherever it is unpacked.
+small folder. `load_targets` resolves the relative names of `targets.npz` against its own
+folder, so the copy trains wherever it is unpacked.
 """
 
 from __future__ import annotations
