@@ -51,18 +51,19 @@ def embed_paths(model: str, paths: list[Path]) -> np.ndarray:
 
 def group_fmrs(model: str, test: Path, groups: str, target_fmr: float) -> dict[str, float]:
     """Each group's false-match rate among its own members at the threshold that gives
-    `target_fmr` over all impostor pairs of the test faces."""
+    `target_fmr` over all impostor pairs of the labelled test faces (`facerec analyze bias`'s
+    pair counts, without its bootstrap)."""
     images = folder_images(test)
     labels = bias.groups_of(images.paths, images.identities, group_table(groups, None))
-    emb = embed(images, model, "none", DEFAULT_CACHE)
-    codes = images.identity_codes()
-    threshold = bias.impostor_threshold(emb, codes, target_fmr)
-    out = {}
-    for name in sorted(set(labels) - {""}):
-        members = labels == name
-        scores = bias.impostor_scores(emb[members], codes[members])
-        out[name] = float((scores >= threshold).mean())
-    return out
+    labelled = labels != ""
+    emb, identities = embed(images, model, "none", DEFAULT_CACHE)[labelled], images.identities[labelled]
+    threshold = bias.impostor_threshold(emb, np.unique(identities, return_inverse=True)[1], target_fmr)
+    counts = bias.count_pairs(emb, identities, labels[labelled], threshold)
+    within = {}
+    for g, name in enumerate(counts.group_names):
+        members = counts.subject_group == g
+        within[name] = float(counts.false_match[members, g].sum() / counts.impostor[members, g].sum())
+    return within
 
 
 def main() -> None:
