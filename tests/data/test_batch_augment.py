@@ -146,3 +146,14 @@ def test_preloading_changes_no_loader_item(tmp_path):
     for item in [(i, 70 + i) for i in range(len(plain))]:
         a, b = plain[item], preloaded[item]
         assert torch.equal(a["image"], b["image"]) and a["label"] == b["label"]
+
+
+def test_preloading_leaves_a_run_as_it_was(tmp_path):
+    """Decoding the images beforehand draws nothing from the run's random state: the network
+    starts and trains as without it."""
+    Trainer(tiny(tmp_path / "plain")).fit()
+    Trainer(tiny(tmp_path / "preloaded", "data.preload=true")).fit()
+    expected, got = losses(tmp_path / "plain"), losses(tmp_path / "preloaded")
+    assert sorted(got) == sorted(expected)
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6)

@@ -233,7 +233,11 @@ def decode_all(dataset: FaceDataset, workers: int = 0, progress: bool = False) -
     if len(dataset) == 0:
         raise DataError("nothing to preload: the dataset is empty")
     out = np.empty((len(dataset), size, size, 3), dtype=np.uint8)
-    loader = torch.utils.data.DataLoader(_Decoded(dataset), batch_size=256, num_workers=workers)
+    # its own generator: a loader without one draws its base seed from the global RNG, which would
+    # move the network's initialization that follows in a run
+    loader = torch.utils.data.DataLoader(
+        _Decoded(dataset), batch_size=256, num_workers=workers, generator=torch.Generator().manual_seed(0)
+    )
     bar = tqdm(total=len(dataset), desc="preloading images", unit="img", disable=not progress, mininterval=1.0)
     start = 0
     for batch in loader:
