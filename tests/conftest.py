@@ -249,12 +249,15 @@ def tiny_teacher_targets(faces: Path, where: Path) -> tuple[Path, Path]:
     for the tree `faces` made by `facerec distill-targets` (where/targets.npz)."""
     from dataclasses import asdict
 
+    import torch
+
     from facerec.cli import main
     from facerec.config import BackboneConfig
     from facerec.models import build_backbone
     from facerec.models.io import export_model
 
     cfg = BackboneConfig("lowres_irse8", 12, 16, options={"widths": [8, 8, 8, 8], "se": False})
+    torch.manual_seed(0)  # the same teacher on every run, whatever ran before
     teacher = export_model(where / "teacher.pt", build_backbone(cfg.name, 12, 16, cfg.options), asdict(cfg))
     targets = where / "targets.npz"
     args = ["distill-targets", str(faces), "--teacher", str(teacher), "--detector", "none", "--out", str(targets)]

@@ -79,6 +79,7 @@ def randomize_norms(net: nn.Module, seed: int = 0) -> nn.Module:
     "name,options", [("mobilefacenet", {"width_mult": 0.25}), ("lowres_irse8", {"widths": [8, 8, 8, 8], "se": False})]
 )
 def test_the_folded_network_outputs_the_projected_embedding(name, options):
+    torch.manual_seed(0)  # the same network on every run
     net = randomize_norms(build_backbone(name, 16, 32, options))
     emb, groups, _ = grouped_embeddings()
     matrix = group_directions(emb, groups).projection()
