@@ -37,15 +37,21 @@ from facerec.pipeline import rows_by_path
 FAR = 1e-2
 
 
-def flipped_rows(images: list, npz: Path) -> np.ndarray:
-    """The flip embeddings of `images`, matched by path, or by file name where the .npz holds
-    bare names (a flat set such as CACD-VS)."""
+def flipped_rows(pairs: PairSet, npz: Path) -> np.ndarray:
+    """The flip embeddings of the pairs' images: matched by the name `facerec eval` stored for
+    each image, else by resolved path."""
     stored = np.load(npz)
     names = [str(n) for n in stored["names"]]
+    by_name = {n: i for i, n in enumerate(names)}
     by_path = rows_by_path(names)
-    by_name = {n: i for i, n in enumerate(names)} if len(set(names)) == len(names) else {}
-    index = [by_path.get(str(Path(p).resolve()), by_name.get(Path(p).name)) for p in images]
-    missing = [str(p) for p, i in zip(images, index, strict=True) if i is None]
+    labels = pairs.names or [None] * len(pairs.images)
+    index = []
+    for label, image in zip(labels, pairs.images, strict=True):
+        row = by_name.get(label) if label is not None else None
+        if row is None and isinstance(image, str | Path):
+            row = by_path.get(str(Path(image).resolve()))
+        index.append(row)
+    missing = [str(n) for n, i in zip(labels, index, strict=True) if i is None]
     if missing:
         raise DataError(f"{len(missing)} of the protocol's images are not in {npz} (first: {missing[0]})")
     return stored["flipped"][np.array(index)]
@@ -53,7 +59,7 @@ def flipped_rows(images: list, npz: Path) -> np.ndarray:
 
 def judged(pairs: PairSet, npz: Path) -> tuple[np.ndarray, np.ndarray]:
     """(flip scores, correct at the fold thresholds) of one model's embeddings."""
-    scores = pairs.scores(flipped_rows(pairs.images, npz))
+    scores = pairs.scores(flipped_rows(pairs, npz))
     metrics = verification_metrics(scores, pairs.same, pairs.fold)
     return scores, fold_decisions(scores, pairs.same, pairs.fold, metrics["fold_thresholds"])
 
@@ -65,7 +71,9 @@ def tar(scores: np.ndarray, same: np.ndarray) -> float | None:
 
 
 def bootstrap_difference(a: np.ndarray, b: np.ndarray, same: np.ndarray, draws: int, seed: int) -> list[float] | None:
-    """The 95% percentile interval of TAR_b - TAR_a over pairs drawn with replacement."""
+    """The 95% percentile interval of TAR_b - TAR_a over pairs drawn with replacement; None when
+    a tenth of the draws or more leave too few impostors to read the TAR (the rest would be a
+    biased sample)."""
     if tar(a, same) is None:
         return None
     rng = np.random.default_rng(seed)
@@ -75,6 +83,8 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, same: np.ndarray, draws: 
         ta, tb = tar(a[i], same[i]), tar(b[i], same[i])
         if ta is not None and tb is not None:
             diffs.append(tb - ta)
+    if len(diffs) < 0.9 * draws:
+        return None
     return [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
 
 
@@ -126,6 +136,8 @@ def main() -> None:
         options["folds"] = [int(f) for f in options["folds"].split(",")]
     pairs = build_protocol(args.protocol[0], options).pairs
     models = dict(named(s) for s in (args.a, args.b))
+    if len(models) != 2:
+        raise DataError(f"--a and --b need two different names, got {args.a} and {args.b}")
     judged_by = {name: judged(pairs, npz) for name, npz in models.items()}
     scores = {n: s for n, (s, _) in judged_by.items()}
     correct = {n: c for n, (_, c) in judged_by.items()}

@@ -126,3 +126,66 @@ def test_bad_targets_and_options_are_clear_errors(tmp_path: Path) -> None:
     compact_tree(tmp_path / "src", tmp_path / "e", progress=False)
     with pytest.raises(DataError, match="exists and is not empty"):
         compact_tree(tmp_path / "src", tmp_path / "e", progress=False)
+
+
+def _blob_image(path: Path, center: tuple[float, float], size: int = 112) -> None:
+    """A dark image with one bright Gaussian spot at `center` (x, y), in pixel-index coordinates."""
+    y, x = np.mgrid[0:size, 0:size]
+    spot = 255 * np.exp(-((x - center[0]) ** 2 + (y - center[1]) ** 2) / (2 * 3.0**2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.repeat(spot[..., None], 3, axis=2).astype(np.uint8)).save(path)
+
+
+def _centroid(path: Path) -> np.ndarray:
+    image = np.asarray(Image.open(path).convert("L"), dtype=float)
+    image = np.where(image > 0.2 * image.max(), image, 0)
+    y, x = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    return np.array([(x * image).sum(), (y * image).sum()]) / image.sum()
+
+
+def test_poses_follow_the_copies_with_landmarks_where_the_resized_pixels_put_them(tmp_path: Path) -> None:
+    from facerec.align.pose import estimate_pose
+    from facerec.align.pose_files import POSE_HEADER, PoseRow, PoseTable, pose_line
+    from facerec.config import Pose3DConfig
+    from facerec.data.pose_augment import pose_augmenter
+
+    template = np.array([[38.3, 51.7], [73.5, 51.5], [56.0, 71.7], [41.5, 92.4], [70.7, 92.2]])
+    rows = {}
+    for p, shift in enumerate((0.0, 7.3, -5.6)):
+        landmarks = template + np.array([shift, 0.5 * shift])
+        rel = f"person{p}/person{p}_0.png"
+        _blob_image(tmp_path / "src" / rel, tuple(landmarks[2]))  # a spot on the nose tip
+        rows[rel] = PoseRow(estimate_pose(landmarks), landmarks)
+    _blob_image(tmp_path / "src" / "person3" / "person3_0.png", (56.0, 71.7))  # no pose known
+    table = tmp_path / "src" / "pose.tsv"
+    table.write_text(POSE_HEADER + "\n" + "".join(pose_line(rel, row) for rel, row in rows.items()))
+
+    copy = compact_tree(tmp_path / "src", tmp_path / "dst", size=64, quality=100, poses=[table], progress=False)
+    assert copy.poses == tmp_path / "dst" / "pose.tsv" and copy.without_pose == 1
+    copied = PoseTable.read(copy.poses)
+    assert sorted(copied.rows) == ["person0/person0_0.webp", "person1/person1_0.webp", "person2/person2_0.webp"]
+    for rel, row in rows.items():
+        image = tmp_path / "dst" / Path(rel).with_suffix(".webp")
+        got = copied.get(image)
+        assert got.pose.yaw == pytest.approx(row.pose.yaw, abs=0.01)  # the face's angles stay
+        # the nose tip's landmark lands where the resize put the spot drawn on it
+        np.testing.assert_allclose(got.landmarks[2], _centroid(image), atol=0.15)
+        np.testing.assert_allclose(got.landmarks, (row.landmarks + 0.5) * 64 / 112 - 0.5, atol=0.006)
+    # the pose augmentation finds the copy's pose file by itself
+    images = sorted(str(p) for p in (tmp_path / "dst").rglob("*.webp"))
+    augment = pose_augmenter(Pose3DConfig(probability=0.4), images, np.arange(4))
+    assert [r is not None for r in augment.rows] == [True, True, True, False]
+
+
+def test_the_compact_command_writes_the_poses(tmp_path: Path, capsys) -> None:
+    from facerec.align.pose_files import POSE_HEADER
+    from facerec.cli import main
+
+    _tree(tmp_path / "src")
+    table = tmp_path / "poses.tsv"
+    line = "\t".join(["person0/person0_0.jpg", "10", "0", "0"] + ["50"] * 10)
+    table.write_text(POSE_HEADER + "\n" + line + "\n")
+    assert main(["compact", str(tmp_path / "src"), str(tmp_path / "dst"), "--poses", str(table)]) == 0
+    assert "3 images without one" in capsys.readouterr().out
+    assert main(["compact", str(tmp_path / "src"), str(tmp_path / "dst2"), "--poses", str(tmp_path / "no.tsv")]) == 2
+    assert "pose file not found" in capsys.readouterr().err

@@ -150,6 +150,25 @@ def _tail(path: Path) -> str:
     return f"{path.parent.name}/{path.stem}"
 
 
+def lookup_pose(tables: Sequence[PoseTable], image: str | Path) -> PoseRow | None:
+    """The row of `image` in the first table that has one."""
+    for table in tables:
+        row = table.get(image)
+        if row is not None:
+            return row
+    return None
+
+
+def resized_row(row: PoseRow, source: tuple[int, int], size: int) -> PoseRow:
+    """The row of the same face after its (width, height) `source` image is resized to a square
+    of `size` px: the landmarks mapped pixel centre to pixel centre, as a bilinear resize samples
+    them; the angles are the face's and stay."""
+    if row.landmarks is None:
+        return row
+    scale = np.array([size / source[0], size / source[1]])
+    return PoseRow(row.pose, (row.landmarks + 0.5) * scale - 0.5)
+
+
 def find_pose_file(images: Sequence[Any]) -> Path | None:
     """A pose.tsv beside the images: in the folder of the first image or the one above it (an
     identity-folder tree keeps it at its root)."""
@@ -219,7 +238,7 @@ def tree_poses(
         from facerec.align.mtcnn import MTCNN
 
         detector = MTCNN(min_face_size=40)
-    _rewrite(out, done)  # drops a half-written last line of an interrupted run
+    write_pose_file(out, done)  # drops a half-written last line of an interrupted run
     with out.open("a") as fh:
         for path in tqdm(todo, unit="img", desc="poses", disable=not progress, smoothing=0.05):
             relative = path.relative_to(tree).as_posix()
@@ -231,11 +250,12 @@ def tree_poses(
             done[relative] = pose_row(marks)
             fh.write(pose_line(relative, done[relative]))
             fh.flush()
-    _rewrite(out, done)  # sorted, atomically
+    write_pose_file(out, done)  # sorted, atomically
     return _summarize(tree, done, counts)
 
 
-def _rewrite(path: Path, rows: dict[str, PoseRow]) -> None:
+def write_pose_file(path: Path, rows: dict[str, PoseRow]) -> None:
+    """A pose.tsv of `rows` by relative path, sorted, written atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(POSE_HEADER + "\n" + "".join(pose_line(rel, rows[rel]) for rel in sorted(rows)))
 

@@ -41,7 +41,8 @@ def run_compact(args: argparse.Namespace) -> int:
     from facerec.distill.compact import compact_tree
 
     targets = [Path(p) for p in args.targets or []]
-    copy = compact_tree(args.src, args.dst, args.size, args.quality, targets, args.one_identity_per_image)
+    poses = [Path(p) for p in args.poses or []]
+    copy = compact_tree(args.src, args.dst, args.size, args.quality, targets, args.one_identity_per_image, poses=poses)
     print(
         f"{copy.images} images of {copy.identities} identities in {copy.root} "
         f"({copy.bytes / 2**20:.1f} MiB of WebP at {args.size} px)"
@@ -50,6 +51,7 @@ def run_compact(args: argparse.Namespace) -> int:
             if copy.targets
             else ""
         )
+        + (f"; poses in {copy.poses} ({copy.without_pose} images without one)" if copy.poses else "")
     )
     return 0
 
@@ -65,6 +67,11 @@ def _compact_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=64, help="side in pixels (the student's input)")
     p.add_argument("--quality", type=int, default=90, help="WebP quality (90: mean error under 2 grey levels at 64 px)")
     p.add_argument("--targets", nargs="*", help="teacher embeddings .npz of SRC's images (`facerec distill-targets`)")
+    p.add_argument(
+        "--poses",
+        nargs="*",
+        help="pose.tsv files of SRC's images (`facerec data pose`): DST/pose.tsv, for data.augment.pose3d",
+    )
     p.add_argument(
         "--one-identity-per-image",
         action="store_true",

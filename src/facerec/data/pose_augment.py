@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from facerec.align.pose import GENERIC_FACE_5, Pose, estimate_pose, rotation_matrix
-from facerec.align.pose_files import PoseRow, PoseTable, find_pose_file
+from facerec.align.pose_files import PoseRow, PoseTable, find_pose_file, lookup_pose
 from facerec.config import Pose3DConfig
 from facerec.core.geometry import umeyama
 from facerec.errors import ConfigError, DataError
@@ -569,14 +569,6 @@ def _tables(cfg: Pose3DConfig, first_image: Path | None) -> list[PoseTable]:
     return [PoseTable.read(f) for f in files]
 
 
-def _lookup(tables: Sequence[PoseTable], image: str) -> PoseRow | None:
-    for table in tables:
-        row = table.get(image)
-        if row is not None:
-            return row
-    return None
-
-
 def pose_augmenter(cfg: Pose3DConfig, images: Sequence[str], labels: np.ndarray) -> PoseAugment | None:
     """The transform for a training set (its images' paths, as `describe` gives them, and labels),
     or None when cfg.probability is 0. Identities are chosen by the entropy rule."""
@@ -584,7 +576,7 @@ def pose_augmenter(cfg: Pose3DConfig, images: Sequence[str], labels: np.ndarray)
     if cfg.probability == 0:
         return None
     tables = _tables(cfg, Path(images[0]) if len(images) else None)
-    rows = [_lookup(tables, image) for image in images]
+    rows = [lookup_pose(tables, image) for image in images]
     yaws = np.array([r.pose.yaw if r is not None and r.pose is not None else np.nan for r in rows])
     if not np.isfinite(yaws).any():
         raise DataError("data.augment.pose3d: no training image has a pose in the pose file(s) (paths must match)")

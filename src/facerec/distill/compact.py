@@ -1,5 +1,6 @@
 """A compact copy of a training tree: every crop resized to the model's input and stored as
-WebP, with the teacher's embeddings of the copied images beside it under relative names.
+WebP, with the teacher's embeddings of the copied images beside it under relative names, and
+their poses (pose.tsv, landmarks rescaled to the copy) where the 3-D pose augmentation needs them.
 
 What a training run at 64 px reads is a 64 px image; storing it so (WebP at quality 90 takes
 about 1 KB a face, a fifth of a 112 px JPEG) and the teacher's embeddings in half precision
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from facerec.align.pose_files import POSE_FILE, PoseRow, PoseTable, lookup_pose, resized_row, write_pose_file
 from facerec.core.files import save_npz
 from facerec.core.images import decode_image, identity_tree, images_under
 from facerec.data.transforms import resize
@@ -32,6 +34,8 @@ class CompactCopy:
     identities: int
     bytes: int
     targets: Path | None
+    poses: Path | None = None
+    without_pose: int = 0  # copies whose source no pose file knows (never turned in training)
 
 
 def compact_tree(
@@ -42,10 +46,13 @@ def compact_tree(
     targets: list[Path] | None = None,
     one_identity_per_image: bool = False,
     progress: bool = True,
+    poses: list[Path] | None = None,
 ) -> CompactCopy:
     """Copy `src` (identity folders; with `one_identity_per_image`, any folder of faces, each
     its own identity) to `dst/<identity>/<stem>.webp` at `size` px. With `targets` (.npz files
-    of the teacher's embeddings of src's images), `dst/targets.npz` holds those of the copies."""
+    of the teacher's embeddings of src's images), `dst/targets.npz` holds those of the copies;
+    with `poses` (pose.tsv files of src's images, `facerec data pose`), `dst/pose.tsv` holds the
+    copies' poses, their landmarks in the copies' pixels."""
     from tqdm import tqdm
 
     if size < 1 or not 1 <= quality <= 100:
@@ -57,14 +64,25 @@ def compact_tree(
     missing = [s for s, _ in pairs if table is not None and str(s.resolve()) not in table]
     if missing:
         raise DataError(f"{len(missing)} images of {src} have no teacher embedding (first: {missing[0]})")
+    pose_tables = [PoseTable.read(f) for f in poses or []]
+    pose_rows: dict[str, PoseRow] = {}
     total = 0
     for source, copy in tqdm(pairs, desc=f"compacting to {size} px", unit="img", disable=not progress):
         copy.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(resize(decode_image(source), size)).save(copy, "WEBP", quality=quality, method=4)
+        image = decode_image(source)
+        Image.fromarray(resize(image, size)).save(copy, "WEBP", quality=quality, method=4)
         total += copy.stat().st_size
+        row = lookup_pose(pose_tables, source) if pose_tables else None
+        if row is not None:
+            pose_rows[copy.relative_to(dst).as_posix()] = resized_row(row, (image.shape[1], image.shape[0]), size)
     targets_path = _write_targets(Path(dst), pairs, table) if table is not None else None
+    poses_path = None
+    if pose_tables:
+        poses_path = Path(dst) / POSE_FILE
+        write_pose_file(poses_path, pose_rows)
     identities = len({copy.parent for _, copy in pairs})
-    return CompactCopy(Path(dst), len(pairs), identities, total, targets_path)
+    without_pose = len(pairs) - len(pose_rows) if pose_tables else 0
+    return CompactCopy(Path(dst), len(pairs), identities, total, targets_path, poses_path, without_pose)
 
 
 def _planned_copies(src: Path, dst: Path, one_identity_per_image: bool) -> list[tuple[Path, Path]]:
