@@ -72,7 +72,7 @@ teacher data/utk_shard_b data/dlib_utk_b_crops.npz
 
 # The compact copies, each with its targets.npz: 64 px under data/gpu (the run behind the shipped
 # fast model; UTKFace at quality 85), or SIZE px under data/gpuSIZE at QUALITY for all three
-# (SIZE=112 QUALITY=70: ~49 MiB packed, for 64 px and 112 px students alike).
+# (SIZE=112 QUALITY=70: ~50 MiB packed, for 64 px and 112 px students alike).
 # A copy counts as made once its targets.npz is written (compact refuses a non-empty folder:
 # remove a half-written one by hand).
 SIZE=${SIZE:-64}
@@ -86,10 +86,15 @@ compact() {  # src, dst, quality, compact options...
     shift 3
     [ -f "$out/targets.npz" ] || facerec compact "$src" "$out" --size "$SIZE" --quality "$q" "$@"
 }
-compact data/clean/lfw_people_0-8 lfw_people_0-8 "$quality" --targets data/dlib_lfw_0-8_t.npz data/dlib_lfw_rest_crops.npz
-compact data/celeba_train celeba "$quality" --targets data/dlib_celeba_crops.npz
+# Each copy also carries its images' poses (pose.tsv, landmarks in the copy's pixels) for the
+# 3-D pose augmentation (data.augment.pose3d); copies made before --poses existed lack it:
+# remove data/$dst to remake them.
+[ -f data/utkface_mtcnn112/pose.tsv ] || facerec data pose data/utkface_mtcnn112
+compact data/clean/lfw_people_0-8 lfw_people_0-8 "$quality" --targets data/dlib_lfw_0-8_t.npz data/dlib_lfw_rest_crops.npz \
+    --poses data/lfw_mtcnn112/pose.tsv
+compact data/celeba_train celeba "$quality" --targets data/dlib_celeba_crops.npz --poses data/celeba_mtcnn112/pose.tsv
 compact data/utk_train utkface "$utk_quality" --one-identity-per-image \
-    --targets data/dlib_utk_a_crops.npz data/dlib_utk_b_crops.npz
+    --targets data/dlib_utk_a_crops.npz data/dlib_utk_b_crops.npz --poses data/utkface_mtcnn112/pose.tsv
 # what travels with the repository to a GPU machine: one archive (36,000 small files and 26,000
 # folders would count as far more than their megabytes)
 # (its own folder, so that a run carries one archive: data/gpu_pack, data/gpu112_pack)
