@@ -15,7 +15,7 @@ from facerec.data import SyntheticFaces
 from facerec.models.io import read_model_file
 from facerec.train import Trainer
 from facerec.train.builder import build_run
-from facerec.train.callbacks import Callback, StepInfo
+from facerec.train.callbacks import Callback, StepInfo, TrainerView
 from facerec.train.logger import read_metrics
 
 
@@ -27,6 +27,7 @@ class Recorder(Callback):
         self.fail_at = fail_at
 
     def on_start(self, trainer: Trainer) -> None:
+        assert isinstance(trainer, TrainerView)  # the loop offers all that callbacks may read
         self.calls.append(("start", trainer.step))
 
     def on_step_end(self, trainer: Trainer, step: StepInfo) -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from torch import nn
 from tqdm import tqdm
@@ -32,9 +32,39 @@ from facerec.train import checkpoint as ckpt
 from facerec.train.logger import MetricLogger, plot_training_curves
 
 if TYPE_CHECKING:
-    from facerec.train.trainer import Trainer
+    import torch
+
+    from facerec.data.datasets import FaceDataset
+    from facerec.distributed import DistContext
 
 log = logging.getLogger("facerec.train")
+
+
+@runtime_checkable
+class TrainerView(Protocol):
+    """What a callback reads of the run it watches (facerec.train.trainer.Trainer is the one),
+    named here so that callbacks depend on this interface and not on the loop's module."""
+
+    cfg: Config
+    device: torch.device
+    dist: DistContext
+    net: nn.Module
+    out: Path
+    step: int
+    resumed_at: int | None
+
+    @property
+    def run_config(self) -> Config: ...
+    @property
+    def val_set(self) -> FaceDataset | None: ...
+    @property
+    def total_steps(self) -> int: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def checkpoint_dir(self) -> Path: ...
+    def state(self) -> dict[str, Any]: ...
+    def log(self, record: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -52,26 +82,26 @@ class StepInfo:
 class Callback:
     """Hooks of a training run; each does nothing unless overridden."""
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, trainer: TrainerView) -> None:
         """Before the first step of this invocation (after a resume: `trainer.resumed_at`)."""
 
-    def on_step_end(self, trainer: Trainer, step: StepInfo) -> None:
+    def on_step_end(self, trainer: TrainerView, step: StepInfo) -> None:
         """After each step; the trainer's step, epoch and batch counters already count it."""
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def on_epoch_end(self, trainer: TrainerView) -> None:
         """After the last step of an epoch (and that step's on_step_end)."""
 
-    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+    def on_log(self, trainer: TrainerView, record: dict[str, Any]) -> None:
         """A record of metrics some part of the run reports through `trainer.log`."""
 
-    def on_train_end(self, trainer: Trainer, results: dict[str, Any]) -> None:
+    def on_train_end(self, trainer: TrainerView, results: dict[str, Any]) -> None:
         """The steps are over (`trainer.finished`, or stopped by train.stop_after). A callback may
         add its metrics to `results`, which later callbacks and on_end see."""
 
-    def on_end(self, trainer: Trainer, results: dict[str, Any]) -> None:
+    def on_end(self, trainer: TrainerView, results: dict[str, Any]) -> None:
         """The run's results are final."""
 
-    def on_close(self, trainer: Trainer) -> None:
+    def on_close(self, trainer: TrainerView) -> None:
         """Always last, also after an error: release files and displays."""
 
 
@@ -94,7 +124,7 @@ def default_callbacks(cfg: Config, is_main: bool) -> list[Callback]:
 class ConfigSnapshot(Callback):
     """config.yaml in the output directory: the config the run trains with (measured values filled in)."""
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, trainer: TrainerView) -> None:
         trainer.out.mkdir(parents=True, exist_ok=True)
         trainer.run_config.dump(trainer.out / "config.yaml")
 
@@ -108,12 +138,12 @@ class MetricsLogger(Callback):
         self.logger: MetricLogger | None = None
         self.window_start, self.window_images = 0.0, 0
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, trainer: TrainerView) -> None:
         # a resumed run drops the records logged after its checkpoint: it logs those steps again
         self.logger = MetricLogger(trainer.out, resumed_at=trainer.resumed_at)
         self.window_start, self.window_images = time.perf_counter(), 0
 
-    def on_step_end(self, trainer: Trainer, step: StepInfo) -> None:
+    def on_step_end(self, trainer: TrainerView, step: StepInfo) -> None:
         self.window_images += step.images
         if step.step % self.every and step.step != trainer.total_steps:
             return
@@ -122,14 +152,14 @@ class MetricsLogger(Callback):
         self.window_start, self.window_images = now, 0
         self.write({"step": step.step, "epoch": step.epoch, "loss": step.loss, "lr": step.lr, "images_per_s": rate})
 
-    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+    def on_log(self, trainer: TrainerView, record: dict[str, Any]) -> None:
         self.write(record)
 
-    def on_end(self, trainer: Trainer, results: dict[str, Any]) -> None:
+    def on_end(self, trainer: TrainerView, results: dict[str, Any]) -> None:
         if trainer.finished:
             self.write(results)
 
-    def on_close(self, trainer: Trainer) -> None:
+    def on_close(self, trainer: TrainerView) -> None:
         if self.logger is not None:
             self.logger.close()
             self.logger = None
@@ -145,7 +175,7 @@ class ProgressBar(Callback):
     def __init__(self) -> None:
         self.bar: tqdm | None = None
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, trainer: TrainerView) -> None:
         images = trainer.cfg.data.batch_size * trainer.dist.world_size
         self.bar = tqdm(
             total=trainer.total_steps * images,
@@ -157,15 +187,15 @@ class ProgressBar(Callback):
             mininterval=0.5 if sys.stderr.isatty() else 30.0,  # keep CI logs short
         )
 
-    def on_step_end(self, trainer: Trainer, step: StepInfo) -> None:
+    def on_step_end(self, trainer: TrainerView, step: StepInfo) -> None:
         if self.bar is not None:
             self.bar.update(step.images)
             self.bar.set_postfix(loss=f"{step.loss:.3f}", lr=f"{step.lr:.3g}", epoch=step.epoch, refresh=False)
 
-    def on_train_end(self, trainer: Trainer, results: dict[str, Any]) -> None:
+    def on_train_end(self, trainer: TrainerView, results: dict[str, Any]) -> None:
         self.on_close(trainer)  # before the final evaluation, whose messages would cut through it
 
-    def on_close(self, trainer: Trainer) -> None:
+    def on_close(self, trainer: TrainerView) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -179,15 +209,15 @@ class Checkpointer(Callback):
         self.every, self.keep = every, keep
         self.saved_at: int | None = None
 
-    def on_step_end(self, trainer: Trainer, step: StepInfo) -> None:
+    def on_step_end(self, trainer: TrainerView, step: StepInfo) -> None:
         if step.step % self.every == 0 or step.step == trainer.total_steps:
             self.save(trainer)
 
-    def on_train_end(self, trainer: Trainer, results: dict[str, Any]) -> None:
+    def on_train_end(self, trainer: TrainerView, results: dict[str, Any]) -> None:
         if self.saved_at != trainer.step:  # stopped on purpose between checkpoints: keep the work
             self.save(trainer)
 
-    def save(self, trainer: Trainer) -> None:
+    def save(self, trainer: TrainerView) -> None:
         ckpt.save_checkpoint(trainer.checkpoint_dir, trainer.step, trainer.state(), self.keep, trainer.dist.rank)
         self.saved_at = trainer.step
 
@@ -205,15 +235,15 @@ class PeriodicEvaluation(Callback):
         self.protocols = build_protocols(self.entries)
         self.pipelines: dict[tuple[str, int, bool], RecognitionPipeline] = {}  # they share the trained backbone
 
-    def on_step_end(self, trainer: Trainer, step: StepInfo) -> None:
+    def on_step_end(self, trainer: TrainerView, step: StepInfo) -> None:
         if self.every and step.step % self.every == 0 and step.step < trainer.total_steps:  # the last: on_train_end
             trainer.log({"step": step.step, **self.evaluate(trainer)})
 
-    def on_train_end(self, trainer: Trainer, results: dict[str, Any]) -> None:
+    def on_train_end(self, trainer: TrainerView, results: dict[str, Any]) -> None:
         if trainer.finished:
             results.update(self.evaluate(trainer, reports=trainer.out / "eval"))
 
-    def evaluate(self, trainer: Trainer, reports: Path | None = None) -> dict[str, float]:
+    def evaluate(self, trainer: TrainerView, reports: Path | None = None) -> dict[str, float]:
         """The metrics of the backbone as it is now; `reports`: where protocols write theirs."""
         metrics: dict[str, float] = {}
         backbone = trainer.net["backbone"]
@@ -236,7 +266,7 @@ class PeriodicEvaluation(Callback):
                         metrics.update({f"eval/{name}/{k}": v for k, v in row.summary.items()})
         return metrics
 
-    def pipeline(self, trainer: Trainer, detector: str, degrade: int, flip: bool) -> RecognitionPipeline:
+    def pipeline(self, trainer: TrainerView, detector: str, degrade: int, flip: bool) -> RecognitionPipeline:
         """The trained backbone seen through `detector` ('none': aligned crops)."""
         crops = (PRE_ALIGNED, 0, True)  # the held-out check's pipeline; its model serves every variant
         if crops not in self.pipelines:
@@ -274,7 +304,7 @@ class ModelExport(Callback):
     """At the end of a finished run: model.pt (the backbone, with the threshold measured on the
     held-out identities), results.json and training_curves.png."""
 
-    def on_end(self, trainer: Trainer, results: dict[str, Any]) -> None:
+    def on_end(self, trainer: TrainerView, results: dict[str, Any]) -> None:
         if not trainer.finished:
             return
         self.export(trainer, results.get("val_threshold"))
@@ -283,7 +313,7 @@ class ModelExport(Callback):
             plot_training_curves(trainer.out / "metrics.jsonl", trainer.out / "training_curves.png")
         log.info("finished at step %d: %s", trainer.step, results)
 
-    def export(self, trainer: Trainer, threshold: float | None) -> None:
+    def export(self, trainer: TrainerView, threshold: float | None) -> None:
         from facerec.models.io import export_model
 
         thresholds = []
