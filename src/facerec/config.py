@@ -78,6 +78,8 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     val_identities: int = 0  # identities held out (by identity) for verification
+    # seed of that choice; None: train.seed. Set it to keep the same held-out people across training seeds
+    val_seed: int | None = None
     min_images_per_identity: int = 1
     batch_size: int = 64
     sampler: str = "random"  # random | pk

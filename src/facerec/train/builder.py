@@ -140,7 +140,8 @@ def build_run(cfg: Config) -> RunParts:
         torch.set_num_threads(t.threads)
     seed_everything(t.seed)
     device, dist = join_process_group(t.device)
-    data, val_set = build_datasets(cfg.data, cfg.backbone.input_size, t.seed, progress=t.progress)
+    split_seed = t.seed if cfg.data.val_seed is None else cfg.data.val_seed
+    data, val_set = build_datasets(cfg.data, cfg.backbone.input_size, split_seed, progress=t.progress)
     teacher = build_teacher(cfg, data, device)
     train_set = training_images(cfg, data, teacher)
     sampler = build_sampler(cfg, train_set.labels, dist)
