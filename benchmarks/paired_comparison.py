@@ -31,7 +31,7 @@ from facerec.eval.metrics import roc_curve, tar_at_fars
 from facerec.eval.pairs import PairSet
 from facerec.eval.pose_breakdown import fold_decisions, pair_yaw_differences
 from facerec.eval.protocols import build_protocol
-from facerec.eval.report import verification_metrics
+from facerec.eval.verification import kfold_accuracy
 from facerec.pipeline import rows_by_path
 
 FAR = 1e-2
@@ -60,8 +60,8 @@ def flipped_rows(pairs: PairSet, npz: Path) -> np.ndarray:
 def judged(pairs: PairSet, npz: Path) -> tuple[np.ndarray, np.ndarray]:
     """(flip scores, correct at the fold thresholds) of one model's embeddings."""
     scores = pairs.scores(flipped_rows(pairs, npz))
-    metrics = verification_metrics(scores, pairs.same, pairs.fold)
-    return scores, fold_decisions(scores, pairs.same, pairs.fold, metrics["fold_thresholds"])
+    thresholds = kfold_accuracy(scores, pairs.same, pairs.fold).thresholds
+    return scores, fold_decisions(scores, pairs.same, pairs.fold, thresholds)
 
 
 def tar(scores: np.ndarray, same: np.ndarray) -> float | None:

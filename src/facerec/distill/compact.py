@@ -72,7 +72,7 @@ def compact_tree(
         image = decode_image(source)
         Image.fromarray(resize(image, size)).save(copy, "WEBP", quality=quality, method=4)
         total += copy.stat().st_size
-        row = lookup_pose(pose_tables, source) if pose_tables else None
+        row = lookup_pose(pose_tables, source)
         if row is not None:
             pose_rows[copy.relative_to(dst).as_posix()] = resized_row(row, (image.shape[1], image.shape[0]), size)
     targets_path = _write_targets(Path(dst), pairs, table) if table is not None else None
