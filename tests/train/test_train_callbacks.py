@@ -154,3 +154,11 @@ def test_the_held_out_people_follow_data_val_seed_not_the_training_seed(tmp_path
     assert by_train_seed[0] != by_train_seed[1]  # unset, the training seed chooses them
     pinned = held_out("train.seed=1", "data.val_seed=0")
     assert pinned == by_train_seed[0]  # pinned: the same people under another training seed
+
+
+@pytest.mark.parametrize("key", ["train.seed", "data.val_seed", "data.synthetic.seed"])
+def test_a_negative_seed_is_a_clear_error(tmp_path, key):
+    from facerec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{key} must be a non-negative integer, got -1"):
+        build_run(tiny(tmp_path, f"{key}=-1"))

@@ -132,10 +132,23 @@ class RunParts:
         return dataclasses.replace(self.config, distill=distill)
 
 
+def check_seeds(cfg: Config) -> None:
+    """Every seed of a run is a non-negative integer (numpy's generators take no other)."""
+    seeds = {
+        "train.seed": cfg.train.seed,
+        "data.val_seed": cfg.data.val_seed,
+        "data.synthetic.seed": cfg.data.synthetic.seed,
+    }
+    for key, value in seeds.items():
+        if value is not None and value < 0:
+            raise ConfigError(f"{key} must be a non-negative integer, got {value}")
+
+
 def build_run(cfg: Config) -> RunParts:
     t = cfg.train
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got '{t.precision}'")
+    check_seeds(cfg)
     if t.threads > 0:
         torch.set_num_threads(t.threads)
     seed_everything(t.seed)
