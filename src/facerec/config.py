@@ -100,6 +100,9 @@ class BackboneConfig:
     name: str = "iresnet50"
     embedding_size: int = 512
     input_size: int = 112  # side of the square aligned crop the network takes (and the data is resized to)
+    # where the five landmarks sit in that crop: 'arcface' (insightface's template) or 'dlib' (dlib's
+    # tighter chip); training crops stored on the ArcFace template are warped to it
+    template: str = "arcface"
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -204,6 +207,9 @@ class DistillConfig:
     # the teacher's verification threshold (the 'evaluation' term); None: measured on the targets
     threshold: float | None = None
     width: float = 0.1  # width of the 'evaluation' term's weighting around the threshold
+    # > 0: before the first step, refit the backbone's output layer by least squares so that its
+    # embeddings of this many training images map onto the teacher's (facerec.distill.refit)
+    fit_output: int = 0
 
 
 @dataclass

@@ -29,9 +29,8 @@ from facerec.align.pipeline import DLIB_NATIVE, PRE_ALIGNED, AlignPolicy, NoFace
 from facerec.align.types import Aligned, Face
 from facerec.core.device import pick_device
 from facerec.core.files import atomic_path, save_npz, write_json
-from facerec.core.geometry import umeyama, warp_affine
 from facerec.core.images import decode_image
-from facerec.data.transforms import degrader, resize, to_tensor
+from facerec.data.transforms import degrader, from_arcface_crop, to_tensor
 from facerec.errors import DataError, FacerecError
 from facerec.models.card import ThresholdRecord, arcface_template
 from facerec.models.io import RecognitionModel, load_recognition_model
@@ -133,11 +132,12 @@ class RecognitionPipeline:
         device: str | torch.device = "cpu",
         flip: bool = True,
         batch_size: int = 256,
+        framing: str = "arcface",
     ) -> RecognitionPipeline:
-        """An in-memory backbone (e.g. during training) over aligned crops."""
-        from facerec.models.card import ModelCard
+        """An in-memory backbone (e.g. during training) over aligned crops on `framing`'s template."""
+        from facerec.models.card import ModelCard, framing_template
 
-        card = ModelCard("in-memory", 0, input_size, "arcface_112", arcface_template(input_size), digest="")
+        card = ModelCard("in-memory", 0, input_size, *framing_template(framing, input_size), digest="")
         return cls(RecognitionModel(net, card), PRE_ALIGNED, flip=flip, device=device, batch_size=batch_size)
 
     # ---- description ----------------------------------------------------------------------
@@ -183,19 +183,8 @@ class RecognitionPipeline:
         return aligned
 
     def _from_arcface_crop(self, crop: np.ndarray) -> np.ndarray:
-        """A pre-aligned input (a square crop on the ArcFace template) as the model's crop:
-        resized for a model on that template, warped onto any other (dlib's 150 px chip reaches
-        past the crop's lower edge: the crop's border rows are repeated there, not left black)."""
-        size = self.model.input_size
-        on_arcface = np.allclose(self.model.template, arcface_template(size), atol=0.5)
-        if on_arcface or crop.shape[0] != crop.shape[1]:
-            crop = resize(crop, size)  # a crop that is not square is taken as the template's square, as ever
-        if on_arcface:
-            return crop
-        pad = crop.shape[1] // 4
-        padded = np.pad(crop, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-        source = np.asarray(arcface_template(crop.shape[1])) + pad
-        return warp_affine(padded, umeyama(source, np.asarray(self.model.template)), (size, size))
+        """A pre-aligned input (a square crop on the ArcFace template) as the model's crop."""
+        return from_arcface_crop(crop, self.model.template, self.model.input_size)
 
     # ---- crops -> embeddings --------------------------------------------------------------
     @torch.no_grad()

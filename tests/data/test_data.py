@@ -226,3 +226,29 @@ def test_geometric_jitter_moves_a_dot_where_its_matrix_says():
         assert np.average(ys, weights=weights) == pytest.approx(expected[1], abs=0.5)
     still = AugmentConfig(flip=False)
     assert np.array_equal(Augment(still)(image, np.random.default_rng(0)), image)
+
+
+def test_a_crop_on_the_arcface_template_is_framed_as_dlibs_chip():
+    """Dots drawn on the ArcFace landmarks of a 112 px crop land where the similarity that best
+    maps ArcFace's template onto dlib's puts them (the two templates differ by up to 1.9 px)."""
+    from facerec.core.geometry import ARCFACE_112, DLIB_150, framing_points, umeyama
+    from facerec.data.transforms import from_arcface_crop
+
+    crop = np.zeros((112, 112, 3), np.uint8)
+    dots = np.round(ARCFACE_112)
+    for x, y in dots.astype(int):
+        crop[y - 1 : y + 2, x - 1 : x + 2] = 255
+    framed = from_arcface_crop(crop, framing_points("dlib", 96), 96).astype(float)[..., 0]
+    fit = umeyama(ARCFACE_112, DLIB_150 * 96 / 150)
+    for want in dots @ fit[:, :2].T + fit[:, 2]:
+        ys, xs = np.mgrid[0:96, 0:96]
+        near = (np.hypot(xs - want[0], ys - want[1]) < 6) * framed
+        centroid = np.array([(near * xs).sum(), (near * ys).sum()]) / near.sum()
+        assert np.linalg.norm(centroid - want) < 0.3, (centroid, want)
+    # dlib's chip reaches below the crop: the crop's edge is repeated there, not black
+    grey = np.full((112, 112, 3), 100, np.uint8)
+    assert (from_arcface_crop(grey, framing_points("dlib", 96), 96) == 100).all()
+    # on the ArcFace template it is a resize
+    assert np.array_equal(
+        from_arcface_crop(crop, None, 56), np.asarray(Image.fromarray(crop).resize((56, 56), Image.BILINEAR))
+    )

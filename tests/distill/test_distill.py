@@ -130,3 +130,59 @@ def test_teacher_threshold_is_the_best_on_its_sampled_pairs():
     assert ((scores >= threshold) == same).mean() == best
     with pytest.raises(DataError, match=r"distill\.threshold"):
         teacher_threshold(x, np.zeros(120, dtype=int))
+
+
+# ---- refitting the output layer before distillation ------------------------------------------
+class _Items(torch.utils.data.Dataset):
+    """Training items as the loop reads them without a seed: the image and the teacher's target."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "target": self.targets[i]}
+
+
+class _Student(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 9), torch.nn.Tanh())
+        self.output = torch.nn.Linear(9, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.body(x))
+
+
+def test_the_output_layer_refit_is_the_least_squares_map_onto_the_teacher():
+    from facerec.distill.refit import fit_output_layer
+
+    g = torch.Generator().manual_seed(0)
+    student = _Student().double()
+    images = torch.randn(60, 3, 2, 2, generator=g, dtype=torch.float64)
+    targets = torch.randn(60, 4, generator=g, dtype=torch.float64)
+    chosen = np.random.default_rng(5).choice(60, 40, replace=False)
+    with torch.no_grad():
+        s = student(images[chosen]).numpy()
+    fit = np.linalg.lstsq(s, targets[chosen].numpy(), rcond=None)[0]  # an independent solve
+    want = (student.output.weight.detach().numpy().T @ fit).T
+    before, after = fit_output_layer(student, _Items(images, targets), 40, seed=5)
+    assert np.allclose(student.output.weight.detach().numpy(), want, atol=1e-8)
+    assert after > before
+    with torch.no_grad():  # the new layer gives what the fitted map gives
+        assert np.allclose(student(images[chosen]).numpy(), s @ fit, atol=1e-8)
+
+
+def test_a_backbone_without_a_plain_output_layer_cannot_be_refitted():
+    from facerec.distill.refit import fit_output_layer
+    from facerec.errors import ConfigError
+    from facerec.models import build_backbone
+
+    net = build_backbone("mobilefacenet", 8, 32)
+    items = _Items(torch.zeros(4, 3, 32, 32), torch.zeros(4, 8))
+    with pytest.raises(
+        ConfigError, match=r"distill\.fit_output needs a backbone whose output layer is one bias-free linear layer"
+    ):
+        fit_output_layer(net, items, 4, seed=0)

@@ -19,7 +19,13 @@ from facerec.errors import FacerecError
 from facerec.models import build_backbone
 from facerec.models import onnx_file as onnx_file_module
 from facerec.models.card import ThresholdRecord, card_for_backbone
-from facerec.models.io import RecognitionModel, export_model, load_recognition_model
+from facerec.models.io import (
+    RecognitionModel,
+    export_model,
+    load_recognition_model,
+    read_model_file,
+    write_model_file,
+)
 
 pytestmark = needs_onnx
 
@@ -140,16 +146,15 @@ def test_missing_onnx_packages_say_how_to_install_them(tmp_path, monkeypatch):
 
 
 @needs_dlib
-def test_the_dlib_model_cannot_be_exported(tmp_path, capsys):
-    from facerec.models.onnx import export_onnx
-
-    with pytest.raises(FacerecError, match="not a torch network"):
-        export_onnx("dlib", tmp_path / "dlib.onnx")
-    with pytest.raises(FacerecError, match="use the torch runtime"):
-        load_recognition_model("dlib", runtime="onnx")
-    assert main(["export", "dlib", "--out", str(tmp_path / "dlib.onnx")]) == 2
-    err = capsys.readouterr().err
-    assert "not a torch network" in err and "Traceback" not in err
+def test_the_reference_model_exports_to_onnx_and_gives_its_own_descriptors(tmp_path, capsys):
+    out = tmp_path / "dlib.onnx"
+    assert main(["export", "dlib", "--format", "onnx", "--out", str(out)]) == 0
+    assert "Warning" not in capsys.readouterr().err
+    on_onnx = load_recognition_model(str(out), runtime="onnx")
+    assert on_onnx.card.template_name == "dlib_150" and on_onnx.input_size == 150
+    x = torch.rand(3, 3, 150, 150, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    expected = load_recognition_model("dlib").net(x).detach()
+    assert torch.allclose(torch.as_tensor(on_onnx.net(x)), expected, atol=1e-4)
 
 
 def test_export_then_embed_on_onnxruntime_equals_torch(tmp_path, tree, capsys):
@@ -205,3 +210,24 @@ def test_the_default_model_on_onnxruntime_equals_torch_on_100_aligned_lfw_faces(
     with torch.no_grad():
         expected = pipeline.net(faces)
     assert (onnx_net(faces) - expected).abs().max() < TOLERANCE
+
+
+def test_a_half_precision_copy_is_half_the_size_keeps_the_card_and_embeds_alike(tmp_path, capsys):
+    model = tiny_model()
+    source = write_model_file(tmp_path / "tiny.pt", model.card, model.net.state_dict())
+    out = tmp_path / "tiny16.pt"
+    assert main(["export", str(source), "--format", "fp16", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    half = load_recognition_model(str(out))
+    stored = read_model_file(out).backbone
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    assert out.stat().st_size < source.stat().st_size
+    assert half.card.thresholds == model.card.thresholds and half.card.template == model.card.template
+    assert half.digest != model.digest  # other weights, another identity
+    x = crops(4, model.input_size)
+    with torch.no_grad():
+        a, b = model.net(x), half.net(x)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.999
+    assert main(["export", str(tmp_path / "missing.pt"), "--format", "fp16"]) == 2
+    assert "model file not found" in capsys.readouterr().err

@@ -201,3 +201,27 @@ def test_resume_with_another_head_is_refused(tmp_path):
     Trainer(tiny(tmp_path, "train.epochs=1")).fit()
     with pytest.raises(TrainingError, match="different 'head' config"):
         Trainer(tiny(tmp_path, "train.epochs=2", "head.name=cosface", "head.options={}")).fit(resume=True)
+
+
+def test_a_backbone_on_dlibs_framing_trains_on_crops_warped_to_it_and_its_card_says_so(tmp_path):
+    import numpy as np
+
+    from facerec.core.geometry import DLIB_150
+    from facerec.data.transforms import from_arcface_crop
+    from facerec.models.io import read_model_file
+
+    trainer = Trainer(tiny(tmp_path, "train.epochs=1", "backbone.template=dlib", "backbone.input_size=24"))
+    stored = trainer.train_set.load(0)
+    want = from_arcface_crop(stored, DLIB_150 * 24 / 150, 24)
+    assert np.array_equal(trainer.train_set.image(0), want)
+    assert np.array_equal(trainer.val_set.image(0), from_arcface_crop(trainer.val_set.load(0), DLIB_150 * 24 / 150, 24))
+    trainer.fit()
+    card = read_model_file(tmp_path / "model.pt").card
+    assert card.template_name == "dlib_150@24" and np.allclose(card.template, DLIB_150 * 24 / 150)
+
+
+def test_an_unknown_framing_or_an_online_teacher_on_another_framing_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"backbone\.template must be one of arcface, dlib, got 'dlb'"):
+        Trainer(tiny(tmp_path, "backbone.template=dlb"))
+    with pytest.raises(ConfigError, match=r"use precomputed distill\.targets"):
+        Trainer(tiny(tmp_path, "backbone.template=dlib", "distill.teacher=fast", "distill.terms={cosine: 1.0}"))

@@ -14,6 +14,18 @@ ARCFACE_112 = np.array(
 # The same face in a 112 (high) x 96 (wide) crop (SphereFace / CosFace papers)
 ARCFACE_112x96 = ARCFACE_112 - np.array([8.0, 0.0])
 TEMPLATES = {"arcface_112": (ARCFACE_112, (112, 112)), "arcface_112x96": (ARCFACE_112x96, (96, 112))}
+# Where dlib's `get_face_chip(size=150, padding=0.25)` puts the five standard landmarks, measured
+# on 299 LFW faces (View 1 training people) by mapping their 68-point landmarks into dlib's chips.
+# A tighter framing than ArcFace's: the eyes are 36% of the crop apart against 31%.
+DLIB_150 = np.array([[46.925, 46.230], [100.190, 46.231], [73.469, 74.965], [49.319, 104.452], [97.962, 104.389]])
+# The framings a backbone can be trained on (`backbone.template`): points and the crop side they are for
+FRAMINGS = {"arcface": (ARCFACE_112, 112), "dlib": (DLIB_150, 150)}
+
+
+def framing_points(name: str, size: int) -> np.ndarray:
+    """The five landmarks of framing `name` ('arcface', 'dlib') in a square crop of `size`."""
+    points, side = FRAMINGS[name]
+    return points * size / side
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray, scaling: bool = True) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from facerec.config import DataConfig
 from facerec.core.images import decode_image, images_under
 from facerec.data.datasets import (
@@ -62,10 +64,10 @@ def recordio_source(cfg: DataConfig, input_size: int, progress: bool = False) ->
 
 
 def build_datasets(
-    cfg: DataConfig, input_size: int, seed: int, progress: bool = False
+    cfg: DataConfig, input_size: int, seed: int, progress: bool = False, template: np.ndarray | None = None
 ) -> tuple[FaceDataset, FaceDataset | None]:
     """The training set and the held-out-identity validation set of a config, as crops of
-    `input_size` (the backbone's)."""
+    `input_size` (the backbone's) with the landmarks at `template` (None: the ArcFace template)."""
     dataset = SOURCES.get(cfg.source)(cfg, input_size, progress)
     dataset = drop_small_identities(dataset, cfg.min_images_per_identity)
     train, val = split_by_identity(dataset, cfg.val_identities, seed)
@@ -73,6 +75,9 @@ def build_datasets(
         train = JoinedDataset([train, *(ImageFolderDataset(root, input_size) for root in cfg.extra_roots)])
     if train.num_classes < 2 and cfg.source != "unlabelled":
         raise DataError(f"training needs at least 2 identities, found {train.num_classes}")
+    for part in (train, val):
+        if part is not None:
+            part.template = template
     return train, val
 
 

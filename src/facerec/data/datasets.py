@@ -14,7 +14,7 @@ import torch
 
 from facerec.core.images import decode_image, identity_tree
 from facerec.data.synthetic import SyntheticFaces
-from facerec.data.transforms import resize, to_tensor
+from facerec.data.transforms import from_arcface_crop, to_tensor
 from facerec.errors import DataError
 
 # an augmentation that needs to know which image it changes (e.g. the 3-D pose augmentation reads
@@ -27,6 +27,9 @@ class FaceDataset(torch.utils.data.Dataset):
 
     labels: np.ndarray
     class_names: list[str]
+    # the model's landmark positions when they are not the ArcFace template's (None): stored crops,
+    # on the ArcFace template, are warped to them
+    template: np.ndarray | None = None
 
     def __init__(self, input_size: int) -> None:
         self.input_size = input_size
@@ -45,7 +48,11 @@ class FaceDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def image(self, index: int) -> np.ndarray:
-        return resize(self.load(index), self.input_size)
+        return self.model_crop(self.load(index))
+
+    def model_crop(self, crop: np.ndarray) -> np.ndarray:
+        """A stored crop (ArcFace template, any size) as the network's input crop."""
+        return from_arcface_crop(crop, self.template, self.input_size)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """(image in [-1, 1], label). Training reads its own items (facerec.train.builder.TrainingImages)."""
@@ -202,6 +209,7 @@ class PreloadedImages(FaceDataset):
     def __init__(self, base: FaceDataset, workers: int = 0, progress: bool = False) -> None:
         super().__init__(base.input_size)
         self.base, self.labels, self.class_names = base, base.labels, base.class_names
+        self.template = base.template
         self.images = decode_all(base, workers, progress)
 
     def load(self, index: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from facerec.config import AugmentConfig
-from facerec.core.geometry import ARCFACE_112, warp_affine
+from facerec.core.geometry import ARCFACE_112, umeyama, warp_affine
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -24,6 +24,23 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[0] == size and image.shape[1] == size:
         return image
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def from_arcface_crop(crop: np.ndarray, template: np.ndarray | None, size: int) -> np.ndarray:
+    """A square crop on the ArcFace template as the crop of a model whose landmarks sit at
+    `template` in `size` pixels: resized when that is ArcFace's template (or None), warped
+    otherwise. Where the model's framing reaches past the crop (dlib's chip does, below the
+    chin) the crop's border pixels are repeated, not left black. A crop that is not square is
+    taken as the template's square."""
+    on_arcface = template is None or np.allclose(template, ARCFACE_112 * size / 112.0, atol=0.5)
+    if on_arcface or crop.shape[0] != crop.shape[1]:
+        crop = resize(crop, size)
+    if on_arcface:
+        return crop
+    pad = crop.shape[1] // 4
+    padded = np.pad(crop, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    source = ARCFACE_112 * crop.shape[1] / 112.0 + pad
+    return warp_affine(padded, umeyama(source, np.asarray(template)), (size, size))
 
 
 def degrade_resolution(image: np.ndarray, size: int) -> np.ndarray:

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from facerec.models import iresnet, lowres, mobilefacenet  # noqa: F401  (register in BACKBONES)
+from facerec.models import dlib_resnet, iresnet, lowres, mobilefacenet  # noqa: F401  (register in BACKBONES)
 from facerec.models.registry import BACKBONES
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facerec.core.geometry import ARCFACE_112
+from facerec.core.geometry import ARCFACE_112, FRAMINGS, framing_points
 from facerec.errors import FacerecError
 
 CARD_VERSION = 2
@@ -104,6 +104,26 @@ def arcface_template(input_size: int) -> list[list[float]]:
     return (ARCFACE_112 * input_size / 112.0).tolist()
 
 
+def backbone_config_of(card: ModelCard) -> dict[str, Any]:
+    """The backbone config a facerec card was made from (the inverse of `card_for_backbone`)."""
+    framing = card.template_name.split("_")[0]
+    return {
+        "name": card.architecture,
+        "embedding_size": card.embedding_size,
+        "input_size": card.input_size,
+        "options": dict(card.options),
+        "template": framing if framing in FRAMINGS else "arcface",
+    }
+
+
+def framing_template(framing: str, input_size: int) -> tuple[str, list[list[float]]]:
+    """The card's (template_name, template) of a backbone trained on `framing` ('arcface',
+    'dlib') at `input_size`, e.g. ('arcface_112', ...) or ('dlib_150@128', ...)."""
+    side = FRAMINGS[framing][1]
+    name = f"{framing}_{side}" if input_size == side else f"{framing}_{side}@{input_size}"
+    return name, framing_points(framing, input_size).tolist()
+
+
 def content_digest(architecture: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> str:
     """SHA-256 of the architecture (name, sizes, options) and every tensor, in key order."""
     h = hashlib.sha256(json.dumps(architecture, sort_keys=True, default=str).encode())
@@ -132,21 +152,25 @@ def card_for_backbone(
     name: str = "",
     notes: str = "",
 ) -> ModelCard:
-    """The card of a facerec backbone on the ArcFace template, from its config dict (name,
-    embedding_size, input_size, options) and weights."""
+    """The card of a facerec backbone from its config dict (name, embedding_size, input_size,
+    template, options) and weights."""
     size = int(backbone_cfg["input_size"])
+    framing = backbone_cfg.get("template", "arcface")
+    template_name, template = framing_template(framing, size)
     architecture = {
         "name": backbone_cfg["name"],
         "embedding_size": int(backbone_cfg["embedding_size"]),
         "input_size": size,
         "options": dict(backbone_cfg.get("options") or {}),
     }
+    if framing != "arcface":  # the digests of models on the ArcFace framing stay what they were
+        architecture["template"] = framing
     return ModelCard(
         architecture=architecture["name"],
         embedding_size=architecture["embedding_size"],
         input_size=size,
-        template_name="arcface_112" if size == 112 else f"arcface_112@{size}",
-        template=arcface_template(size),
+        template_name=template_name,
+        template=template,
         digest=content_digest(architecture, state_dict),
         options=architecture["options"],
         thresholds=list(thresholds or []),

@@ -27,7 +27,7 @@ from facerec.config import upgrade_stored
 from facerec.core.files import torch_save
 from facerec.errors import FacerecError
 from facerec.models.backbones import build_backbone
-from facerec.models.card import ModelCard, ThresholdRecord, card_for_backbone
+from facerec.models.card import ModelCard, ThresholdRecord, backbone_config_of, card_for_backbone
 from facerec.models.onnx_file import OnnxNet, cached_onnx_file, is_onnx_file, read_onnx
 from facerec.models.registry import MODELS
 from facerec.models.runtime import RuntimeChoice, auto_choice
@@ -84,6 +84,16 @@ def export_model(
 def write_model_file(path: str | Path, card: ModelCard, state: dict[str, torch.Tensor]) -> Path:
     payload = {"format": MODEL_FORMAT, "version": 2, "card": card.to_json(), "state_dict": state}
     return torch_save(payload, Path(path))
+
+
+def write_half_precision(model: str | Path, out: str | Path) -> Path:
+    """A copy of a facerec model file with its floating-point weights in half precision: half
+    the size on disk, loaded (as float32) like any model file. Its digest is the copy's own."""
+    found = read_model_file(model)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in found.backbone.items()}
+    card = found.card
+    card = card_for_backbone(backbone_config_of(card), state, card.thresholds, name=card.name, notes=card.notes)
+    return write_model_file(out, card, state)
 
 
 @dataclass

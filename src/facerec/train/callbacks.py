@@ -271,7 +271,8 @@ class PeriodicEvaluation(Callback):
         crops = (PRE_ALIGNED, 0, True)  # the held-out check's pipeline; its model serves every variant
         if crops not in self.pipelines:
             net, size = trainer.net["backbone"], trainer.cfg.backbone.input_size
-            self.pipelines[crops] = RecognitionPipeline.for_network(net, size, trainer.device)
+            framing = trainer.cfg.backbone.template
+            self.pipelines[crops] = RecognitionPipeline.for_network(net, size, trainer.device, framing=framing)
         key = (detector, degrade, flip)
         if key not in self.pipelines:
             model = self.pipelines[crops].model
