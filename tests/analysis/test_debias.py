@@ -76,15 +76,20 @@ def randomize_norms(net: nn.Module, seed: int = 0) -> nn.Module:
 
 
 @pytest.mark.parametrize(
-    "name,options", [("mobilefacenet", {"width_mult": 0.25}), ("lowres_irse8", {"widths": [8, 8, 8, 8], "se": False})]
+    "name,options,size",
+    [
+        ("mobilefacenet", {"width_mult": 0.25}, 32),
+        ("lowres_irse8", {"widths": [8, 8, 8, 8], "se": False}, 32),
+        ("dlib_resnet", {}, 104),  # ends in a linear layer without a batch norm
+    ],
 )
-def test_the_folded_network_outputs_the_projected_embedding(name, options):
+def test_the_folded_network_outputs_the_projected_embedding(name, options, size):
     torch.manual_seed(0)  # the same network on every run
-    net = randomize_norms(build_backbone(name, 16, 32, options))
+    net = randomize_norms(build_backbone(name, 16, size, options))
     emb, groups, _ = grouped_embeddings()
     matrix = group_directions(emb, groups).projection()
-    folded = fold_projection(net, matrix, 32)
-    x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    folded = fold_projection(net, matrix, size)
+    x = torch.randn(6, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         reference = net(x).double().numpy() @ matrix.T  # the projection applied after the network, in float64
         np.testing.assert_allclose(folded(x).double().numpy(), reference, atol=2e-5)
@@ -96,9 +101,11 @@ def test_networks_not_ending_in_the_two_layers_are_refused():
     ends_in_a_relu = nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.BatchNorm1d(4), nn.ReLU())
     with pytest.raises(FacerecError, match="changed more than the output"):
         fold_projection(randomize_norms(ends_in_a_relu), -matrix, 2)
-    ends_in_a_linear = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
-    with pytest.raises(FacerecError, match="does not end in a linear layer and a batch norm"):
-        fold_projection(ends_in_a_linear, matrix, 2)
+    ends_in_a_conv = nn.Sequential(nn.Linear(2, 2), nn.Conv2d(3, 3, 1))
+    with pytest.raises(
+        FacerecError, match=r"does not end in a linear layer \(and a batch norm\): it ends in Linear, Conv2d"
+    ):
+        fold_projection(ends_in_a_conv, matrix, 2)
     with pytest.raises(FacerecError, match="does not fit a 4-d embedding"):
         fold_projection(randomize_norms(nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.BatchNorm1d(4))), np.eye(5), 2)
 

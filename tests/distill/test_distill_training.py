@@ -3,6 +3,7 @@ a student that moves towards the teacher."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -197,3 +198,55 @@ def test_identity_balanced_batches_distil_people_with_one_image(tmp_path, tree_a
     # a triplet loss needs two different images of everyone in the batch
     with pytest.raises(DataError, match="single image"):
         Trainer(student(tmp_path / "run2", faces, *pk, "head.name=triplet", "head.options={}"))
+
+
+def test_the_output_layer_is_fitted_before_the_first_step_and_not_again_on_resume(tmp_path, tree_and_teacher, caplog):
+    """dlib's network (103 px, its 128-d output made 12-d) distilled from the tiny teacher with
+    distill.fit_output: the fitted layer is in place before any step, and a resumed run keeps
+    what it trained instead of fitting again."""
+    import torch
+
+    from facerec.distill.refit import fit_output_layer
+
+    faces, targets = tree_and_teacher
+    dlib_student = (
+        "backbone.name=dlib_resnet",
+        "backbone.embedding_size=12",
+        "backbone.input_size=103",
+        "backbone.options={}",
+        f"distill.targets={targets}",
+        "distill.fit_output=16",
+        "optim.lr=0.0",  # no step moves a weight: the output layer is the fit's alone
+        "train.epochs=1",
+    )
+    trainer = Trainer(student(tmp_path / "run", faces, *dlib_student))
+    fresh = {k: v.clone() for k, v in trainer.net["backbone"].state_dict().items()}
+    trainer.fit()
+    fitted = trainer.net["backbone"].output.weight.detach().clone()
+    assert not torch.equal(fitted, fresh["output.weight"])
+    trainer.net["backbone"].load_state_dict(fresh)  # the same fit, done by hand
+    fit_output_layer(trainer.net["backbone"], trainer.train_set, 16, seed=1)
+    assert torch.allclose(trainer.net["backbone"].output.weight, fitted, atol=1e-6)
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="facerec.train"):
+        Trainer(student(tmp_path / "run", faces, *dlib_student, "train.epochs=2")).fit(resume=True)
+    assert "resum" in caplog.text.lower() and "output layer fitted" not in caplog.text
+
+
+def test_fit_output_with_sizes_that_differ_or_a_layer_that_cannot_be_fitted_is_a_config_error(
+    tmp_path, tree_and_teacher
+):
+    faces, targets = tree_and_teacher
+    with pytest.raises(ConfigError, match=r"backbone\.embedding_size \(8\) must be the teacher's \(12\)"):
+        Trainer(student(tmp_path / "a", faces, f"distill.targets={targets}", "distill.fit_output=8"))
+    with pytest.raises(ConfigError, match="needs a backbone whose output layer is one bias-free linear layer"):
+        Trainer(
+            student(
+                tmp_path / "b",
+                faces,
+                f"distill.targets={targets}",
+                "distill.fit_output=8",
+                "backbone.embedding_size=12",
+            )
+        )

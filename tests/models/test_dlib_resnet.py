@@ -90,6 +90,19 @@ def test_a_dlib_file_is_read_into_the_network_it_describes(tmp_path):
         assert torch.equal(state[key], value), key
 
 
+def test_the_smallest_input_is_checked_where_the_network_is_built():
+    from facerec.errors import ConfigError
+    from facerec.models import build_backbone
+
+    with torch.no_grad():
+        net = build_backbone("dlib_resnet", 16, 103)
+        assert net(torch.zeros(1, 3, 103, 103)).shape == (1, 16)
+        with pytest.raises(RuntimeError):  # one pixel less and a convolution has nothing to slide over
+            net(torch.zeros(1, 3, 102, 102))
+    with pytest.raises(ConfigError, match="dlib_resnet needs an input_size of at least 103, got 102"):
+        build_backbone("dlib_resnet", 16, 102)
+
+
 def test_a_file_that_is_not_dlibs_network_is_a_clear_error(tmp_path):
     state = DlibResNetTorch().state_dict()
     whole = dlib_file(state)

@@ -70,36 +70,43 @@ def group_directions(
 
 def fold_projection(net: nn.Module, matrix: np.ndarray, input_size: int) -> nn.Module:
     """A copy of `net` (in eval mode) whose output is `matrix` @ net(x): the matrix folded into
-    its last linear layer and the batch norm after it, which must end the network (checked on
-    random crops of `input_size`)."""
+    its last linear layer and the batch norm after it, if any, which must end the network
+    (checked on random crops of `input_size`)."""
     folded = copy.deepcopy(net).eval()
     linear, norm = output_layers(folded)
     p = torch.as_tensor(matrix, dtype=torch.float64)
-    if p.shape != (norm.num_features, norm.num_features):
-        raise FacerecError(f"a {tuple(p.shape)} projection does not fit a {norm.num_features}-d embedding")
+    if p.shape != (linear.out_features, linear.out_features):
+        raise FacerecError(f"a {tuple(p.shape)} projection does not fit a {linear.out_features}-d embedding")
     with torch.no_grad():
-        # eval-mode batch norm is y = a * u + c; then P y = (P diag(a) W) x + P (a * b + c)
-        a = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
-        c = norm.bias.double() - a * norm.running_mean.double()
-        bias = a * (linear.bias.double() if linear.bias is not None else 0) + c
-        linear.weight.copy_((p @ (a[:, None] * linear.weight.double())).float())
-        if linear.bias is not None:
-            linear.bias.zero_()
-        norm.running_mean.zero_()
-        norm.running_var.fill_(1 - norm.eps)  # the norm divides by exactly 1
-        norm.weight.fill_(1)
-        norm.bias.copy_((p @ bias).float())
+        if norm is None:  # the linear layer ends the network: P (W x + b)
+            linear.weight.copy_((p @ linear.weight.double()).float())
+            if linear.bias is not None:
+                linear.bias.copy_((p @ linear.bias.double()).float())
+        else:  # eval-mode batch norm is y = a * u + c; then P y = (P diag(a) W) x + P (a * b + c)
+            a = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
+            c = norm.bias.double() - a * norm.running_mean.double()
+            bias = a * (linear.bias.double() if linear.bias is not None else 0) + c
+            linear.weight.copy_((p @ (a[:, None] * linear.weight.double())).float())
+            if linear.bias is not None:
+                linear.bias.zero_()
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1 - norm.eps)  # the norm divides by exactly 1
+            norm.weight.fill_(1)
+            norm.bias.copy_((p @ bias).float())
     check_folded(net, folded, p.float(), input_size)
     return folded
 
 
-def output_layers(net: nn.Module) -> tuple[nn.Linear, nn.BatchNorm1d]:
-    """The linear layer and the batch norm that end an embedding network (every facerec backbone
-    ends so), or an error naming what was found instead."""
+def output_layers(net: nn.Module) -> tuple[nn.Linear, nn.BatchNorm1d | None]:
+    """The linear layer that ends an embedding network and the batch norm after it (most facerec
+    backbones end so; dlib's network ends in the linear layer alone), or an error naming what was
+    found instead."""
     layers = [m for m in net.modules() if isinstance(m, nn.Linear | nn.BatchNorm1d | nn.Conv2d | nn.BatchNorm2d)]
+    if layers and isinstance(layers[-1], nn.Linear):
+        return layers[-1], None
     if len(layers) < 2 or not (isinstance(layers[-2], nn.Linear) and isinstance(layers[-1], nn.BatchNorm1d)):
         found = ", ".join(type(m).__name__ for m in layers[-2:]) or "nothing"
-        raise FacerecError(f"the network does not end in a linear layer and a batch norm (ends in {found})")
+        raise FacerecError(f"the network does not end in a linear layer (and a batch norm): it ends in {found}")
     norm = layers[-1]
     if not norm.affine or norm.running_mean is None:
         raise FacerecError("the embedding batch norm has no affine parameters or running statistics to fold into")

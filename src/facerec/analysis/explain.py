@@ -93,12 +93,15 @@ class Explanation:
     threshold: float | None  # the model card's for this detector and flip, if any
     options: ExplainOptions
     faces: tuple[FaceExplanation, FaceExplanation]
+    template: np.ndarray | None = None  # the model's five landmarks in its crop; None: ArcFace's
 
     def summary(self) -> dict[str, Any]:
         """The JSON report: score, options and, per face and method, the top regions."""
         faces = {}
         for name, face in zip(("a", "b"), self.faces, strict=True):
-            faces[name] = {m: summarize_map(v, self.options, face.notes.get(m, {})) for m, v in face.maps.items()}
+            faces[name] = {
+                m: summarize_map(v, self.options, face.notes.get(m, {}), self.template) for m, v in face.maps.items()
+            }
         same = None if self.threshold is None else self.score >= self.threshold
         return {
             "model": self.model,
@@ -229,7 +232,8 @@ def explain_crops(
         explain_face(pipeline, crops[1], embeddings[0], resolved, progress),
     )
     threshold = pipeline.threshold()
-    return Explanation(pipeline.model.name, score, threshold.value if threshold else None, resolved, faces)
+    threshold_value = threshold.value if threshold else None
+    return Explanation(pipeline.model.name, score, threshold_value, resolved, faces, pipeline.model.template)
 
 
 def explain_face(
@@ -260,7 +264,9 @@ def cell_means(saliency: np.ndarray, cells: list[tuple[int, int, int, int]]) -> 
     return np.array([saliency[y0:y1, x0:x1].mean() for y0, y1, x0, x1 in cells])
 
 
-def summarize_map(saliency: np.ndarray, options: ExplainOptions, notes: dict[str, float]) -> dict[str, Any]:
+def summarize_map(
+    saliency: np.ndarray, options: ExplainOptions, notes: dict[str, float], template: np.ndarray | None = None
+) -> dict[str, Any]:
     """The map's top cells (patch-sized, by mean value) and its mean around each landmark."""
     patch = int(options.patch or 1)
     cells = grid_cells(saliency.shape[0], patch)
@@ -271,7 +277,7 @@ def summarize_map(saliency: np.ndarray, options: ExplainOptions, notes: dict[str
     ]
     return {
         "top_regions": top,  # box: x0, y0, x1, y1 in crop pixels
-        "landmarks": landmark_means(saliency, patch),
+        "landmarks": landmark_means(saliency, patch, template),
         "sum": float(saliency.sum()),
         "max": float(saliency.max()),
         "min": float(saliency.min()),
@@ -279,12 +285,14 @@ def summarize_map(saliency: np.ndarray, options: ExplainOptions, notes: dict[str
     }
 
 
-def landmark_means(saliency: np.ndarray, patch: int) -> dict[str, float]:
-    """The map's mean in a patch-sized square around each landmark of the ArcFace template (where
-    every facerec crop puts the eyes, nose and mouth corners)."""
+def landmark_means(saliency: np.ndarray, patch: int, template: np.ndarray | None = None) -> dict[str, float]:
+    """The map's mean in a patch-sized square around each of the model's five landmarks (its
+    `template`, in the model's crop, which the map covers pixel for pixel; None: the ArcFace
+    template)."""
     size, half = saliency.shape[0], max(1, patch // 2)
+    points = np.asarray(arcface_template(size)) if template is None else np.asarray(template)
     means = {}
-    for name, (x, y) in zip(LANDMARKS, arcface_template(size), strict=True):
+    for name, (x, y) in zip(LANDMARKS, points, strict=True):
         y0, x0 = max(0, round(y) - half), max(0, round(x) - half)
         means[name] = float(saliency[y0 : round(y) + half, x0 : round(x) + half].mean())
     return means

@@ -15,8 +15,9 @@ from facerec.analysis.common import ImageSet, embed, folder_images, lfw_images, 
 from facerec.core.files import write_json
 from facerec.core.images import require_folder
 from facerec.errors import DataError
-from facerec.models.card import card_for_backbone
+from facerec.models.card import backbone_config_of, card_for_backbone
 from facerec.models.io import load_recognition_model, write_model_file
+from facerec.models.registry import BACKBONES
 
 DEFAULT_CACHE = Path.home() / ".cache" / "facerec" / "embeddings"
 
@@ -83,8 +84,8 @@ def debias_study(
     (a model file at `out`, its report beside it as .json)."""
     original = load_recognition_model(model, "cpu", runtime="torch")
     card = original.card
-    if not card.template_name.startswith("arcface_112"):
-        raise DataError(f"{model} is not a facerec network (template {card.template_name}): nothing to fold into")
+    if card.architecture not in BACKBONES.names():
+        raise DataError(f"{model} is not a facerec network ({card.architecture}): nothing to fold into")
     debias.output_layers(original.net)  # before the minutes of embedding: can the projection go in?
     images = source.image_set()
     labels = bias.groups_of(images.paths, images.identities, group_table(groups, source.lfw))
@@ -97,14 +98,8 @@ def debias_study(
         "longer hold: measure one with `facerec calibrate`. Folded for inference: training from it "
         "(train.init_from) re-estimates the last batch norm and loses the projection"
     )
-    backbone = {
-        "name": card.architecture,
-        "embedding_size": card.embedding_size,
-        "input_size": card.input_size,
-        "options": card.options,
-    }
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    new_card = card_for_backbone(backbone, state, name=out.stem, notes=notes)
+    new_card = card_for_backbone(backbone_config_of(card), state, name=out.stem, notes=notes)
     write_model_file(out, new_card, state)
     report = {
         "model": model,

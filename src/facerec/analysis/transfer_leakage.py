@@ -219,8 +219,9 @@ def fit_accuracy(trainer: Trainer) -> float | None:
     if weight is None:  # a head without class centers (metric losses)
         return None
     data = trainer.train_set.base  # the images without augmentation
+    backbone = trainer.cfg.backbone
     pipeline = RecognitionPipeline.for_network(
-        trainer.net["backbone"], trainer.cfg.backbone.input_size, device=trainer.device, flip=False
+        trainer.net["backbone"], backbone.input_size, device=trainer.device, flip=False, framing=backbone.template
     )
     emb = pipeline.embed_dataset(data)
     centers = torch.nn.functional.normalize(weight.detach().float().cpu(), dim=1).numpy()

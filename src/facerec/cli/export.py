@@ -31,7 +31,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
         "--format",
         default="onnx",
         choices=["onnx", "fp16"],
-        help="onnx, or fp16: a facerec model file (MODEL a model file) with half-precision weights, half the size",
+        help="onnx, or fp16: a facerec model file with half-precision weights, half the size",
     )
-    p.add_argument("--out", help="the .onnx file to write (default: MODEL's file stem + .onnx, in this folder)")
+    p.add_argument(
+        "--out", help="the file to write (default: MODEL's file stem + .onnx, or + _fp16.pt, in this folder)"
+    )
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX operator set version")

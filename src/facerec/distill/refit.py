@@ -43,8 +43,11 @@ def fit_output_layer(
     before and after, on those images."""
     layer = output_layer(backbone)
     chosen = np.random.default_rng(seed).choice(len(images), min(count, len(images)), replace=False)
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(images, [int(i) for i in chosen]), batch_size=100, num_workers=workers
+    loader = torch.utils.data.DataLoader(  # its own generator: the run's random state stays as it was
+        torch.utils.data.Subset(images, [int(i) for i in chosen]),
+        batch_size=100,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(seed),
     )
     was_training = backbone.training
     backbone.eval()

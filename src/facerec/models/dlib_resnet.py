@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facerec.errors import FacerecError
+from facerec.errors import ConfigError, FacerecError
 from facerec.models.registry import BACKBONES
 
 MODEL_FILE_NAME = "dlib_face_recognition_resnet_model_v1.dat"
@@ -75,14 +75,18 @@ class ResidualBlock(nn.Module):
 
 @BACKBONES.register("dlib_resnet")
 class DlibResNetTorch(nn.Module):
-    """dlib's face descriptor network; takes (N, 3, S, S) in [-1, 1], any S >= 67 (150 for dlib's
-    own weights on its own chips), returns (N, embedding_size)."""
+    """dlib's face descriptor network; takes (N, 3, S, S) in [-1, 1], S >= 103 (its unpadded strided
+    convolutions need that much; 150 for dlib's own weights on its own chips), returns
+    (N, embedding_size)."""
 
     channel_mean = (122.782, 117.001, 104.298)  # dlib's input layer defaults, also in its model file
     input_size_native = 150  # the chip dlib's weights were trained on
+    smallest_input = 103
 
     def __init__(self, embedding_size: int = 128, input_size: int = 150) -> None:
         super().__init__()
+        if input_size < self.smallest_input:
+            raise ConfigError(f"dlib_resnet needs an input_size of at least {self.smallest_input}, got {input_size}")
         self.input_size = input_size
         self.embedding_size = embedding_size
         self.stem = nn.Conv2d(3, 32, 7, 2, padding=0)
@@ -206,7 +210,7 @@ def dlib_state_dict(path: str | Path, net: DlibResNetTorch | None = None) -> dic
         state["output.weight"] = torch.from_numpy(fc.params.reshape(fc.shape).T.copy())
         if next(layers, None) is not None:
             raise ValueError("layers left over after the final fully connected layer")
-    except (OSError, ValueError, StopIteration, IndexError) as exc:
+    except (OSError, ValueError, StopIteration, IndexError, ZeroDivisionError) as exc:
         raise FacerecError(
             f"{path} is not dlib's face recognition ResNet model file ({exc or 'too few layers'})"
         ) from exc

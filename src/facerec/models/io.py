@@ -29,7 +29,7 @@ from facerec.errors import FacerecError
 from facerec.models.backbones import build_backbone
 from facerec.models.card import ModelCard, ThresholdRecord, backbone_config_of, card_for_backbone
 from facerec.models.onnx_file import OnnxNet, cached_onnx_file, is_onnx_file, read_onnx
-from facerec.models.registry import MODELS
+from facerec.models.registry import BACKBONES, MODELS
 from facerec.models.runtime import RuntimeChoice, auto_choice
 
 MODEL_FORMAT = "facerec-model"
@@ -87,11 +87,14 @@ def write_model_file(path: str | Path, card: ModelCard, state: dict[str, torch.T
 
 
 def write_half_precision(model: str | Path, out: str | Path) -> Path:
-    """A copy of a facerec model file with its floating-point weights in half precision: half
-    the size on disk, loaded (as float32) like any model file. Its digest is the copy's own."""
-    found = read_model_file(model)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in found.backbone.items()}
+    """A copy of a facerec model (a named torch model or a model file) with its floating-point
+    weights in half precision: half the size on disk, loaded (as float32) like any model file.
+    Its digest is the copy's own."""
+    found = load_recognition_model(model, "cpu", runtime="torch")
     card = found.card
+    if isinstance(found.net, OnnxNet) or card.architecture not in BACKBONES.names():
+        raise FacerecError(f"model '{found.name}' is not a facerec torch network ({card.architecture})")
+    state = {k: v.half() if v.is_floating_point() else v for k, v in found.net.state_dict().items()}
     card = card_for_backbone(backbone_config_of(card), state, card.thresholds, name=card.name, notes=card.notes)
     return write_model_file(out, card, state)
 

@@ -29,7 +29,7 @@ from facerec.data.pose_augment import pose_augmenter
 from facerec.data.samplers import PKBatchSampler, ResumableBatchSampler, ShuffleBatchSampler
 from facerec.data.transforms import PLAIN_WARP_MAX_SCALE, Augment, draw_augment, to_tensor
 from facerec.distill.losses import DistillationLoss
-from facerec.distill.refit import fit_output_layer
+from facerec.distill.refit import fit_output_layer, output_layer
 from facerec.distill.targets import centered, load_targets, targets_of, teacher_threshold
 from facerec.distributed import DistContext, all_reduce_sum_hook, init_from_env
 from facerec.errors import ConfigError, TrainingError
@@ -167,13 +167,14 @@ def build_run(cfg: Config) -> RunParts:
     split_seed = t.seed if cfg.data.val_seed is None else cfg.data.val_seed
     data, val_set = build_datasets(cfg.data, cfg.backbone.input_size, split_seed, t.progress, backbone_template(cfg))
     teacher = build_teacher(cfg, data, device)
+    check_fit_output(cfg, teacher)
     train_set = training_images(cfg, data, teacher)
     sampler = build_sampler(cfg, train_set.labels, dist)
     net = build_net(cfg, train_set.num_classes, teacher).to(device)
     if t.init_from:
         init_from(net, t.init_from, cfg)
     if cfg.distill.fit_output > 0:
-        fit_student_output(cfg, net["backbone"], train_set, teacher)
+        output_layer(net["backbone"])  # refused now, not after the images are loaded
     frozen = freeze(net, t)
     losses = LossTerms(cfg, net["head"], net["aux"], net["distill"] if teacher else None)
     backbone_fn, losses_fn = parallel_wrappers(net["backbone"], losses, device, dist)
@@ -226,9 +227,20 @@ def join_process_group(device_name: str) -> tuple[torch.device, DistContext]:
 
 
 # ---- distillation -----------------------------------------------------------------------
-def fit_student_output(cfg: Config, backbone: nn.Module, train_set: TrainingImages, teacher: Teacher | None) -> None:
+def check_fit_output(cfg: Config, teacher: Teacher | None) -> None:
+    if cfg.distill.fit_output <= 0:
+        return
     if teacher is None or teacher.targets is None:
         raise ConfigError("distill.fit_output fits the student to precomputed teacher embeddings: set distill.targets")
+    if cfg.backbone.embedding_size != teacher.size:
+        raise ConfigError(
+            f"distill.fit_output maps the student's output onto the teacher's: backbone.embedding_size "
+            f"({cfg.backbone.embedding_size}) must be the teacher's ({teacher.size})"
+        )
+
+
+def fit_student_output(cfg: Config, backbone: nn.Module, train_set: TrainingImages) -> None:
+    """The least-squares refit of distill.fit_output, before a run's first step."""
     # a draw of its own (train.seed + 1), apart from the held-out split's
     fit_output_layer(backbone, train_set, cfg.distill.fit_output, cfg.train.seed + 1, cfg.data.num_workers)
 

@@ -22,7 +22,7 @@ from facerec.data.datasets import FaceDataset
 from facerec.errors import TrainingError
 from facerec.heads import OptimizerStep
 from facerec.train import checkpoint as ckpt
-from facerec.train.builder import PRECISIONS, build_run
+from facerec.train.builder import PRECISIONS, build_run, fit_student_output
 from facerec.train.callbacks import Callback, StepInfo, default_callbacks
 
 log = logging.getLogger("facerec.train")
@@ -76,6 +76,8 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train to the end of the schedule, or for train.stop_after steps; the run's results."""
         self.resumed_at = self.step if resume and self.resume() else None
+        if self.step == 0 and self.cfg.distill.fit_output > 0:  # a resumed run has its fitted layer
+            fit_student_output(self.cfg, self.net["backbone"], self.parts.train_set)
         t = self.cfg.train
         stop_at = min(self.step + t.stop_after, self.total_steps) if t.stop_after else self.total_steps
         self._notify("on_start")
