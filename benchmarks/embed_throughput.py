@@ -5,6 +5,7 @@ cost, so untrained backbones stand in for trained ones of the same shape.
     python benchmarks/embed_throughput.py --threads 2
     python benchmarks/embed_throughput.py --models dlib mobilefacenet@112 lowres_irse8@36 --batch 32
     python benchmarks/embed_throughput.py --models dlib fast mobilefacenet@80 mobilefacenet@64:width_mult=1.25
+    python benchmarks/embed_throughput.py --models dlib-cpp dlib resnet128 fast   # dlib's C++ and the torch rebuild
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ DEFAULT = ["dlib", "mobilefacenet@112", "iresnet50@112", "lowres_irse8@36"]
 
 
 def network(spec: str) -> tuple[torch.nn.Module, int]:
-    """'dlib', 'NAME@SIZE[:OPTION=NUMBER,...]' (a registered backbone, 128-d, e.g.
+    """'dlib-cpp' (dlib's network in dlib's own C++), a named model ('dlib': its torch rebuild),
+    'NAME@SIZE[:OPTION=NUMBER,...]' (a registered backbone, 128-d, e.g.
     mobilefacenet@64:width_mult=1.25) or a facerec model file."""
+    if spec == "dlib-cpp":
+        from facerec.models.reference import DlibResNet
+
+        return DlibResNet(), DlibResNet.input_size
     if "@" in spec:
         name, rest = spec.split("@")
         size, _, options = rest.partition(":")

@@ -71,6 +71,23 @@ def test_model_files_without_a_card_still_load(tmp_path):
     assert torch.allclose(model.net(x), net.eval()(x))
 
 
+def test_the_shipped_resnet128_is_dlibs_network_on_dlibs_framing_in_half_precision():
+    from facerec.core.geometry import DLIB_150
+    from facerec.models.named import RESNET128_FILE
+
+    model = load_recognition_model("resnet128")
+    assert model.name == "resnet128" and model.card.architecture == "dlib_resnet" and model.input_size == 128
+    assert model.card.template_name == "dlib_150@128" and np.allclose(model.template, DLIB_150 * 128 / 150)
+    stored = read_model_file(RESNET128_FILE).backbone
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    assert RESNET128_FILE.stat().st_size < 12e6
+    record = model.card.threshold_for("mtcnn", True)
+    assert record is not None and 0 < record.value < 1
+    with torch.no_grad():
+        out = model.net(torch.rand(2, 3, 128, 128) * 2 - 1)
+    assert out.shape == (2, 128) and out.dtype == torch.float32
+
+
 def test_named_models_and_clear_errors(tmp_path):
     model = load_recognition_model("fast")
     assert model.name == "fast" and DEFAULT_MODEL_FILE.stat().st_size < 8e6

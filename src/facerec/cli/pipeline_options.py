@@ -9,14 +9,15 @@ from facerec.models.io import RUNTIMES
 from facerec.pipeline import RecognitionPipeline
 
 MODEL_HELP = (
-    "'default' (the most accurate model measured: today dlib's reference, 99.17%% on LFW fold 9, ~10 faces/s "
-    "on 2 CPU cores), 'fast' (our own 64 px student: 95.33%% on LFW fold 9, 92.33%% on CACD-VS, ~550 faces/s), "
+    "'default' (the most accurate model measured: today dlib's reference network, run in torch, 99.17%% on "
+    "LFW fold 9, ~280 faces/s on 2 CPU cores), 'resnet128' (ours: dlib's network retrained for 128 px crops, "
+    "98.33%%, ~330 faces/s), 'fast' (ours: a 64 px MobileFaceNet, 95.33%%, 92.33%% on CACD-VS, ~500 faces/s), "
     "'dlib', a model.pt / training checkpoint or an exported .onnx"
 )
 RUNTIME_HELP = (
     "torch, onnx (onnxruntime; a torch model is exported once to ~/.cache/facerec/onnx) or auto "
     "(default: on a CPU, onnxruntime for the batch sizes at which it was measured faster, torch for the "
-    "others; torch for dlib and on a GPU; onnxruntime for a .onnx model)"
+    "others; torch on a GPU; onnxruntime for a .onnx model)"
 )
 DETECTOR_HELP = "mtcnn, dlib, dlib-native (dlib's own chips) or none (the images are aligned crops)"
 

@@ -9,8 +9,8 @@ the result cached beside its ONNX export. Batches smaller than the crossover run
 onnxruntime, the others on torch. Autograd always runs on torch (`RecognitionModel.net` stays
 the torch network), so gradients, weight copies and model files are unaffected.
 
-A model auto cannot put on onnxruntime (dlib's, a GPU device, onnxruntime not installed, an
-export that fails) runs on torch, and the log says why.
+A model auto cannot put on onnxruntime (one that is not a torch network, a GPU device, onnxruntime not
+installed, an export that fails) runs on torch, and the log says why.
 """
 
 from __future__ import annotations
