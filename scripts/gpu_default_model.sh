@@ -21,6 +21,10 @@
 #   PYTHONPATH=$PWD/src WORK=/tmp/work OUT=/tmp/back STUDENTS_FILE=scripts/gpu_students_v2.txt \
 #     BUDGET=400 DEADLINE=540 SKIP_TABLES=1 scripts/gpu_default_model.sh
 # (the probe and each run's start, which preloads the images, take about a minute besides)
+# Since the repository holds resnet128's weights (11 MB; the tracked files are 22.6 MB), the 50 MB
+# pack no longer fits one 64 MiB carry beside it: split it (`split -b 30M gpu112.tar.gz part_`),
+# carry data/gpu112_pack/part_aa in a first call that only copies it aside, then the rest in
+# the call that runs (ignored files stay on the machine between calls), and `cat part_* | tar -xz`.
 # WORK holds the runs; OUT receives each student's model file and one results.tar.gz (logs,
 # metrics, reports) and nothing else.
 # On a CPU, for a dry run of the same steps: DEVICE=cpu BUDGET=20 PROBE=4 MIN_STEPS=3 SKIP_TABLES=1
