@@ -13,8 +13,8 @@ pipeline's flip setting. Two maps, both in units of cosine:
   the colour channels. Chosen over gradient x input because it satisfies completeness (the map
   sums to cos(A, B) - cos(grey, B), checked and reported) and does not saturate where the
   local gradient vanishes; the grey baseline is the occlusion patch's grey, so the two maps
-  measure the same thing. It needs a network that computes in torch autograd: the dlib
-  reference (dlib's own C++) and onnxruntime models get an ExplainError saying so.
+  measure the same thing. It needs a network that computes in torch autograd: onnxruntime
+  models get an ExplainError saying so.
 
 Sanity checks from the literature, used by the tests: the maps must change when the network's
 weights are randomised (Adebayo et al. 2018, `randomized_copy` + `rank_correlation`), and
@@ -184,7 +184,7 @@ def _require_differentiable(pipeline: RecognitionPipeline, x: torch.Tensor) -> N
     if not probe.requires_grad:
         raise ExplainError(
             f"the gradient map needs a network that computes in torch autograd; model '{pipeline.model.name}' "
-            "does not (dlib's reference network runs in dlib's C++, an ONNX model in onnxruntime): "
+            "does not (an ONNX model runs in onnxruntime): "
             "use the occlusion method for it"
         )
 

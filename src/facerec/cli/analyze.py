@@ -25,7 +25,11 @@ def add_analysis_arguments(p: argparse.ArgumentParser, images: bool = True, mode
         p.add_argument("--images", help="or an identity-folder tree root/<identity>/<image>")
         p.add_argument("--folds", type=int, nargs="+", help="LFW View 2 folds to use (0-based; default all)")
     if model:
-        p.add_argument("--model", default="dlib", help="'dlib' (reference model), 'default' or a facerec model.pt")
+        p.add_argument(
+            "--model",
+            default="dlib",
+            help="'dlib' (reference model), 'default', 'resnet128', 'fast' or a facerec model.pt",
+        )
         p.add_argument("--detector", default="mtcnn", help="mtcnn, dlib, dlib-native or none (pre-aligned input)")
     p.add_argument("--out", required=True, help="folder for report.json and the plots")
     p.add_argument("--cache", help="embedding cache folder (default ~/.cache/facerec/embeddings)")

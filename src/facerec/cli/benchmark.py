@@ -30,7 +30,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 
 @command("benchmark", "run several evaluation protocols on one model and write one table", run_benchmark_command)
 def _benchmark_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="'default', 'dlib', a model.pt / checkpoint or an exported .onnx")
+    p.add_argument("model", help="'default', 'dlib', 'resnet128', 'fast', a model.pt / checkpoint or an exported .onnx")
     p.add_argument(
         "--protocols",
         help="YAML/JSON list of protocol entries ({name, options, detector, degrade}), or a training config "

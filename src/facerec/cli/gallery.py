@@ -123,7 +123,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 @command("gallery migrate", "move a gallery to a new model: kept crops embedded again, other faces mapped", run_migrate)
 def _migrate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("gallery", help="the gallery to migrate (its name in the store)")
-    p.add_argument("--to", required=True, help="the new model: default, dlib, or a model file")
+    p.add_argument("--to", required=True, help="the new model: default, dlib, resnet128, fast, or a model file")
     p.add_argument("--as", dest="as_name", help="the new gallery's name (default: GALLERY-MODEL)")
     p.add_argument(
         "--calibration", help="a folder of face images (not the gallery's people) to fit the map old -> new on"

@@ -60,7 +60,7 @@ def default_model(device: str | torch.device = "cpu") -> RecognitionModel:
     except FacerecError as exc:
         raise FacerecError(
             f"the default model is '{DEFAULT_CHOICE}', which this installation cannot load ({exc}); "
-            "install facerec with its dlib extra (./install.sh) or name the fast model: --model fast"
+            "install facerec with its dlib extra (./install.sh) or name one of ours: --model resnet128 or --model fast"
         ) from exc
 
 

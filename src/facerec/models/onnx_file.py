@@ -63,7 +63,7 @@ def write_onnx(net: nn.Module, card: ModelCard, path: str | Path, opset: int = D
 
 
 def require_exportable(net: nn.Module, card: ModelCard) -> None:
-    """An error for networks that torch cannot trace (dlib's) or that are ONNX already."""
+    """An error for networks that torch cannot trace (dlib's C++ wrapper) or that are ONNX already."""
     if not getattr(net, "exportable", True):
         raise FacerecError(
             f"model '{card.name or card.architecture}' is not a torch network: it cannot be exported to ONNX "
