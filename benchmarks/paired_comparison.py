@@ -32,7 +32,7 @@ from facerec.eval.pairs import PairSet
 from facerec.eval.pose_breakdown import fold_decisions, pair_yaw_differences
 from facerec.eval.protocols import build_protocol
 from facerec.eval.verification import kfold_accuracy
-from facerec.pipeline import rows_by_path
+from facerec.pipeline import stored_rows
 
 FAR = 1e-2
 
@@ -41,20 +41,7 @@ def flipped_rows(pairs: PairSet, npz: Path) -> np.ndarray:
     """The flip embeddings of the pairs' images: matched by the name `facerec eval` stored for
     each image, else by resolved path."""
     stored = np.load(npz)
-    names = [str(n) for n in stored["names"]]
-    by_name = {n: i for i, n in enumerate(names)}
-    by_path = rows_by_path(names)
-    labels = pairs.names or [None] * len(pairs.images)
-    index = []
-    for label, image in zip(labels, pairs.images, strict=True):
-        row = by_name.get(label) if label is not None else None
-        if row is None and isinstance(image, str | Path):
-            row = by_path.get(str(Path(image).resolve()))
-        index.append(row)
-    missing = [str(n) for n, i in zip(labels, index, strict=True) if i is None]
-    if missing:
-        raise DataError(f"{len(missing)} of the protocol's images are not in {npz} (first: {missing[0]})")
-    return stored["flipped"][np.array(index)]
+    return stored["flipped"][stored_rows(stored["names"], pairs.images, npz, pairs.names)]
 
 
 def judged(pairs: PairSet, npz: Path) -> tuple[np.ndarray, np.ndarray]:

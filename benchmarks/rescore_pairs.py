@@ -18,20 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.errors import DataError
 from facerec.eval.pose_breakdown import breakdown_lines, pose_report
 from facerec.eval.protocols import build_protocol, pair_summary
 from facerec.eval.report import verification_metrics
-from facerec.pipeline import rows_by_path
+from facerec.pipeline import stored_rows
 
 
 def rows_of(images: list, npz: Path) -> tuple[np.ndarray, np.ndarray]:
     stored = np.load(npz)
-    row = rows_by_path([str(n) for n in stored["names"]])
-    missing = [str(p) for p in images if str(Path(p).resolve()) not in row]
-    if missing:
-        raise DataError(f"{len(missing)} of the protocol's images are not in {npz} (first: {missing[0]})")
-    index = np.array([row[str(Path(p).resolve())] for p in images])
+    index = stored_rows(stored["names"], images, npz)
     return stored["plain"][index], stored["flipped"][index]
 
 

@@ -145,3 +145,15 @@ def test_every_face_of_an_image_is_reported_and_the_chosen_one_embedded():
     assert np.allclose(result.face_embeddings[chosen], result.embedding, atol=1e-5)
     alone = pipeline.represent(a)
     assert float(result.embedding @ alone) > 0.9  # the chosen face is Bill Clinton's
+
+
+def test_stored_rows_match_images_by_their_stored_label_else_by_path(tmp_path):
+    from facerec.errors import DataError
+    from facerec.pipeline import stored_rows
+
+    a, b = tmp_path / "p" / "a.jpg", tmp_path / "p" / "b.jpg"
+    names = ["0001_0.jpg", str(b), str(a)]  # a flat set's stored name, then two paths
+    assert stored_rows(names, [a, b], "x.npz").tolist() == [2, 1]
+    assert stored_rows(names, [tmp_path / "elsewhere.jpg", a], "x.npz", ["0001_0.jpg", "not stored"]).tolist() == [0, 2]
+    with pytest.raises(DataError, match=r"1 of the protocol's images are not in x\.npz \(first: .*c\.jpg\)"):
+        stored_rows(names, [a, tmp_path / "c.jpg"], "x.npz")

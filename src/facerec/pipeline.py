@@ -81,6 +81,28 @@ def rows_by_path(names: Sequence[str]) -> dict[str, int]:
     return {str(Path(name).resolve()): i for i, name in enumerate(names)}
 
 
+def stored_rows(
+    names: Sequence[str], images: Sequence[Any], source: str | Path, labels: Sequence[str | None] | None = None
+) -> np.ndarray:
+    """The row of each of `images` among the `names` an embeddings .npz (`source`) stores: by the
+    image's label where one is given and stored (the name `facerec eval` keeps for an image of a
+    flat set), else by resolved path. An image found neither way is a DataError."""
+    names = [str(n) for n in names]
+    by_name = {n: i for i, n in enumerate(names)}
+    by_path = rows_by_path(names)
+    wanted = list(labels) if labels else [None] * len(images)
+    index: list[int | None] = []
+    for label, image in zip(wanted, images, strict=True):
+        row = by_name.get(label) if label is not None else None
+        if row is None and isinstance(image, str | Path):
+            row = by_path.get(str(Path(image).resolve()))
+        index.append(row)
+    missing = [str(label or image) for label, image, row in zip(wanted, images, index, strict=True) if row is None]
+    if missing:
+        raise DataError(f"{len(missing)} of the protocol's images are not in {source} (first: {missing[0]})")
+    return np.array(index)
+
+
 @dataclass
 class ImageResult:
     """What the pipeline saw in one image."""
@@ -170,7 +192,7 @@ class RecognitionPipeline:
     def _align_array(self, array: np.ndarray, image: Image) -> Aligned:
         """`align` of an image already decoded to `array` (`image` names it in errors)."""
         if self.aligner is None:
-            aligned = Aligned(self._from_arcface_crop(array), None, [])
+            aligned = Aligned(from_arcface_crop(array, self.model.template, self.model.input_size), None, [])
         else:
             try:
                 aligned = self.aligner.align(array)
@@ -181,10 +203,6 @@ class RecognitionPipeline:
         if self.transform is not None:
             aligned.crop = self.transform(aligned.crop)
         return aligned
-
-    def _from_arcface_crop(self, crop: np.ndarray) -> np.ndarray:
-        """A pre-aligned input (a square crop on the ArcFace template) as the model's crop."""
-        return from_arcface_crop(crop, self.model.template, self.model.input_size)
 
     # ---- crops -> embeddings --------------------------------------------------------------
     @torch.no_grad()
